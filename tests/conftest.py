@@ -1,0 +1,40 @@
+"""Shared fixtures.
+
+The whole test session uses one throwaway TUI_TUNER_HOME so the demo model is built once;
+`fresh_home` gives a test its own empty home (runs dir) that still shares that demo model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("tt-home")
+    old = os.environ.get("TUI_TUNER_HOME")
+    os.environ["TUI_TUNER_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("TUI_TUNER_HOME", None)
+    else:
+        os.environ["TUI_TUNER_HOME"] = old
+
+
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch, session_home) -> Path:
+    """An empty home for this test; the session's demo model (if built) is linked in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    demo = session_home / "demo-model"
+    if demo.exists():
+        (home / "demo-model").symlink_to(demo)
+    monkeypatch.setenv("TUI_TUNER_HOME", str(home))
+    return home

@@ -1,0 +1,47 @@
+"""Where tui-tuner keeps its files.
+
+Everything lives under one home directory: `$TUI_TUNER_HOME` when set, otherwise the XDG
+data directory (`~/.local/share/tui-tuner`). Tests point `TUI_TUNER_HOME` at a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ASSETS_DIR = PACKAGE_DIR / "assets"
+
+
+def presets_dir() -> Path:
+    """The YAML presets: `presets/` at the top of a source checkout, or inside the installed package."""
+    for candidate in (PACKAGE_DIR.parent / "presets", PACKAGE_DIR / "presets"):
+        if candidate.is_dir():
+            return candidate
+    return PACKAGE_DIR / "presets"
+
+
+def home() -> Path:
+    env = os.environ.get("TUI_TUNER_HOME")
+    base = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("tui-tuner", appauthor=False))
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def runs_dir() -> Path:
+    d = home() / "runs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def demo_dir() -> Path:
+    """The offline demo model (built once by `tui_tuner.demo`)."""
+    return home() / "demo-model"
+
+
+def cache_dir() -> Path:
+    d = home() / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
