@@ -133,7 +133,7 @@ def _add_estimate(sub) -> None:
 def _add_monitor(sub) -> None:
     p = sub.add_parser("monitor", help="open the live monitor of a run")
     p.add_argument("run")
-    p.set_defaults(func=_cmd("tui_tuner.ui.launch:cmd_monitor"))
+    p.set_defaults(func=_cmd("tui_tuner.ui.screens.monitor:cmd_monitor"))
 
     p = sub.add_parser("logs", help="print a run's progress as text lines")
     p.add_argument("run")
