@@ -1,0 +1,331 @@
+"""Starting, stopping and resuming runs (torch-free: the UI calls this too).
+
+The training itself always runs in a separate worker process in its own session, writing only to
+its run directory; "foreground" mode just follows that directory and prints progress, so the
+same run survives the terminal closing either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from typing import Callable, Iterator
+
+from tui_tuner import paths
+from tui_tuner.config import RunConfig, load_config
+from tui_tuner.errors import RunError
+from tui_tuner.rundir import (
+    ACTIVE_STATES,
+    RunDir,
+    Status,
+    active_run,
+    list_runs,
+    new_run_id,
+    resolve_run,
+)
+
+FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
+
+
+@contextlib.contextmanager
+def _launch_lock() -> Iterator[None]:
+    """Serialise launches so two at once cannot both pass the one-run-per-GPU check."""
+    import fcntl
+
+    with open(paths.home() / ".launch.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _ensure_gpu_free() -> None:
+    busy = active_run()
+    if busy:
+        run, st = busy
+        raise RunError(
+            f"run {run.run_id} is already training (pid {st.pid}, step {st.step}/{st.total_steps or '?'}); "
+            "one training run per GPU at a time",
+            hint=f"wait for it, or stop it with `tui-tuner stop {run.run_id}`",
+        )
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Fragmentation is a common cause of "fits on paper, OOMs in practice".
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    env["TUI_TUNER_HOME"] = str(paths.home())
+    return env
+
+
+def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
+    cmd = [sys.executable, "-u", "-m", "tui_tuner.worker", str(run.path)]
+    if resume:
+        cmd.append("--resume")
+    log = open(run.log_path, "ab")
+    try:
+        # Own session + output to a file: the worker outlives the terminal/SSH session
+        # (a PIPE would kill it with BrokenPipeError once we exit).
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, env=_worker_env(), cwd=str(run.path),
+        )
+    finally:
+        log.close()
+
+
+def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
+               echo: Callable[[str], None] | None = None) -> RunDir:
+    """Create a run directory and start its worker. Foreground (detach=False) follows it to the end."""
+    with _launch_lock():
+        _ensure_gpu_free()
+        run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
+        run.path.mkdir(parents=True)
+        run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
+        run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
+                                dataset=cfg.data.path))
+        proc = _spawn_worker(run, resume=False)
+        _record_pid(run, proc)
+    if not detach:
+        follow(run, echo or print)
+    return run
+
+
+def _record_pid(run: RunDir, proc: subprocess.Popen) -> None:
+    """Note the worker's pid at once, so a worker that dies during start-up reads as dead."""
+    import psutil
+
+    try:
+        ctime = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        ctime = None
+    st = run.read_status_raw()
+    if st.pid is None:  # the worker may already have written its own status
+        st.pid, st.pid_create_time = proc.pid, ctime
+        run.write_status(st)
+
+
+def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
+    """Ask the worker to checkpoint and stop; wait until it has (or the timeout passes)."""
+    st = run.read_status()
+    if st.state not in ACTIVE_STATES:
+        raise RunError(f"run {run.run_id} is not running (state: {st.state})")
+    run.stop_path.write_text(str(time.time()))  # seen by the worker even if the signal is missed
+    with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+        os.kill(st.pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = run.read_status()
+        if st.state not in ACTIVE_STATES:
+            return st
+        time.sleep(poll)
+    raise RunError(f"run {run.run_id} did not stop within {timeout:.0f} s",
+                   hint="it may be in a long step; check `tui-tuner status` again, or kill it (it becomes 'interrupted')")
+
+
+def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] | None = None) -> RunDir:
+    with _launch_lock():
+        st = run.read_status()
+        if st.state in ACTIVE_STATES:
+            raise RunError(f"run {run.run_id} is still running (pid {st.pid})")
+        if st.state == "completed":
+            raise RunError(f"run {run.run_id} already completed", hint="start a new run to train more")
+        if run.last_checkpoint() is None:
+            raise RunError(f"run {run.run_id} has no complete checkpoint to resume from",
+                           hint="start it again with `tui-tuner train " + str(run.config_path) + "`")
+        _ensure_gpu_free()
+        st.state, st.pid, st.pid_create_time, st.error, st.hint, st.ended_at = "pending", None, None, None, None, None
+        run.write_status(st)
+        run.stop_path.unlink(missing_ok=True)
+        proc = _spawn_worker(run, resume=True)
+        _record_pid(run, proc)
+    if not detach:
+        follow(run, echo or print)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Following a run from the terminal
+
+
+def format_event(ev: dict) -> str | None:
+    t = ev.get("type")
+    if t == "train":
+        parts = [f"step {ev.get('step')}/{ev.get('total_steps') or '?'}"]
+        for key, fmt in (("loss", "loss {:.4f}"), ("learning_rate", "lr {:.2e}"), ("grad_norm", "grad {:.3f}"),
+                         ("tokens_per_second", "{:.0f} tok/s")):
+            if isinstance(ev.get(key), (int, float)):
+                parts.append(fmt.format(ev[key]))
+        return "  ".join(parts)
+    if t == "eval":
+        return f"eval  step {ev.get('step')}  eval_loss {ev.get('eval_loss', float('nan')):.4f}"
+    if t == "progress":
+        frac = ev.get("fraction")
+        return f"{ev.get('message', '')}" + (f" ({frac * 100:.0f}%)" if isinstance(frac, (int, float)) else "")
+    if t == "start":
+        if ev.get("resumed_from"):
+            return f"resumed from {ev['resumed_from']} at step {ev.get('step')} of {ev.get('total_steps')}"
+        return f"training started: {ev.get('total_steps')} steps"
+    if t == "checkpoint":
+        return f"checkpoint saved: {ev.get('path')}"
+    if t == "warning":
+        return f"warning: {ev.get('message')}" + (f" — {ev['hint']}" if ev.get("hint") else "")
+    if t == "state":
+        msg = f"state: {ev.get('state')}"
+        if ev.get("message"):
+            msg += f" — {ev['message']}"
+        if ev.get("hint"):
+            msg += f" ({ev['hint']})"
+        return msg
+    return None
+
+
+def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) -> Status:
+    """Print the run's events as they arrive until it ends. Ctrl+C asks the worker to stop."""
+    offset = 0
+    buf = b""
+    echo(f"run {run.run_id}  (dir: {run.path})")
+    try:
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                with open(run.events_path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                    offset += len(chunk)
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    with contextlib.suppress(json.JSONDecodeError):
+                        text = format_event(json.loads(line))
+                        if text:
+                            echo(text)
+            st = run.read_status()
+            if st.state in FINAL_STATES:
+                return st
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        echo("stopping (saving a checkpoint)…")
+        return stop_run(run)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI commands
+
+
+def _fmt_age(t: float | None) -> str:
+    if not t:
+        return "-"
+    d = max(0, time.time() - t)
+    return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+
+
+def cmd_train(args) -> int:
+    cfg = load_config(args.config)
+    if getattr(args, "dry_run", False):
+        from tui_tuner import plan
+
+        return plan.cmd_dry_run(cfg, as_json=getattr(args, "json", False))
+    run = launch_run(cfg, detach=args.detach, name=args.name)
+    st = run.read_status()
+    if args.detach:
+        if getattr(args, "json", False):
+            print(json.dumps({"run_id": run.run_id, "path": str(run.path), "pid": st.pid}))
+        else:
+            print(f"started run {run.run_id} (pid {st.pid}) in the background")
+            print(f"  follow: tui-tuner logs {run.run_id} -f   monitor: tui-tuner monitor {run.run_id}")
+            print(f"  stop:   tui-tuner stop {run.run_id}")
+        return 0
+    return _final_report(run, st)
+
+
+def _final_report(run: RunDir, st: Status) -> int:
+    if st.state == "completed":
+        print(f"done: adapter saved in {run.adapter_dir}")
+        print(f"  chat: tui-tuner chat {run.run_id}")
+        return 0
+    if st.state == "stopped":
+        print(f"stopped at step {st.step}; resume with `tui-tuner resume {run.run_id}`")
+        return 0
+    print(f"run {st.state}: {st.error or ''}" + (f" — {st.hint}" if st.hint else ""), file=sys.stderr)
+    print(f"  log: {run.log_path}", file=sys.stderr)
+    return 1
+
+
+def cmd_runs(args) -> int:
+    rows = []
+    for run in list_runs():
+        try:
+            st = run.read_status()
+        except RunError:
+            continue
+        rows.append((run, st))
+    if args.json:
+        print(json.dumps([{**asdict(st), "path": str(run.path)} for run, st in rows], indent=1))
+        return 0
+    if not rows:
+        print("no runs yet — start one with `tui-tuner` or `tui-tuner train presets/demo.yaml`")
+        return 0
+    print(f"{'RUN':<44} {'STATE':<12} {'STEP':>11} {'BEST EVAL':>9}  {'STARTED':>9}")
+    for run, st in rows:
+        step = f"{st.step}/{st.total_steps or '?'}"
+        best = f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-"
+        print(f"{run.run_id:<44} {st.state:<12} {step:>11} {best:>9}  {_fmt_age(st.started_at or st.created_at):>9}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    run = resolve_run(args.run)
+    st = run.read_status()
+    if args.json:
+        d = asdict(st)
+        d["path"] = str(run.path)
+        d["checkpoints"] = [p.name for p in run.checkpoints()]
+        print(json.dumps(d, indent=1))
+        return 0
+    print(f"run       {run.run_id}")
+    print(f"state     {st.state}" + (f" (pid {st.pid})" if st.state in ACTIVE_STATES and st.pid else ""))
+    print(f"progress  step {st.step}/{st.total_steps or '?'}" + (f", epoch {st.epoch:.2f}" if st.epoch else ""))
+    print(f"model     {st.model}")
+    print(f"dataset   {st.dataset}")
+    if st.best_eval_loss is not None:
+        print(f"best eval {st.best_eval_loss:.4f} at step {st.best_step}")
+    cps = run.checkpoints()
+    print(f"checkpoints {', '.join(p.name for p in cps) if cps else '-'}")
+    if st.error:
+        print(f"error     {st.error}")
+    if st.hint:
+        print(f"hint      {st.hint}")
+    print(f"dir       {run.path}")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    run = resolve_run(args.run)
+    st = stop_run(run, timeout=args.timeout)
+    cp = run.last_checkpoint()
+    print(f"run {run.run_id}: {st.state} at step {st.step}" + (f"; checkpoint {cp.name}" if cp else ""))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    run = resolve_run(args.run)
+    cp = run.last_checkpoint()
+    resume_run(run, detach=args.detach)
+    if args.detach:
+        st = run.read_status()
+        print(f"resumed run {run.run_id} from {cp.name if cp else '?'} (pid {st.pid}) in the background")
+        return 0
+    return _final_report(run, run.read_status())
+
+
+def config_of(run: RunDir) -> RunConfig:
+    return load_config(run.config_path)

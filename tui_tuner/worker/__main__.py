@@ -1,0 +1,3 @@
+from tui_tuner.worker.train import main
+
+raise SystemExit(main())

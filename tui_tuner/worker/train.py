@@ -1,0 +1,305 @@
+"""The training worker: one QLoRA run, driven entirely by its run directory.
+
+Recipe: base weights in 4-bit NF4 (+ double quant) via BitsAndBytesConfig, LoRA via PEFT, the HF
+`Trainer` loop (paged 8-bit AdamW, warmup + schedule, accumulation, activation checkpointing, eval).
+We deliberately do NOT call `peft.prepare_model_for_kbit_training`: it upcasts embeddings and
+lm_head to fp32 (~2 GB on an 8B model). Padded batches grouped by length measured faster than
+packing or padding-free on CPU (see bench/train_throughput.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from tui_tuner.config import RunConfig, load_config
+from tui_tuner.errors import UserError
+from tui_tuner.rundir import RunDir
+
+EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning")
+
+
+def _echo(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc) or "file write failed" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+def _trim_events_for_resume(run: RunDir, step: int) -> None:
+    """Drop events logged after the checkpoint we resume from, so no step appears twice.
+
+    The file is replaced atomically (readers that follow by offset notice the new inode) and from
+    then on only appended to again. What is dropped is the lost tail of the interrupted attempt.
+    """
+    from tui_tuner.rundir import atomic_write_text
+
+    kept = []
+    for ev in run.iter_events():
+        if ev.get("type") in EVENT_STEP_TYPES and isinstance(ev.get("step"), int) and ev["step"] > step:
+            continue
+        kept.append(json.dumps(ev, default=str) + "\n")
+    atomic_write_text(run.events_path, "".join(kept))
+
+
+def _compute_dtype(cfg: RunConfig, torch):
+    name = cfg.quantization.compute_dtype
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # bf16 measured no faster on CPU, and fp32 is exact
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+class TrainingSession:
+    def __init__(self, run: RunDir, resume: bool):
+        self.run = run
+        self.resume = resume
+        self.stop = None
+
+    # -- status helpers ---------------------------------------------------------------------------
+    def _progress(self, message: str, fraction: float | None = None) -> None:
+        self.run.append_event("progress", message=message, fraction=fraction)
+        _echo(message + (f" ({fraction * 100:.0f}%)" if fraction is not None else ""))
+
+    def _finish(self, state: str, message: str | None = None, hint: str | None = None) -> None:
+        self.run.update_status(state=state, ended_at=time.time(), error=message if state == "failed" else None,
+                               hint=hint)
+        self.run.append_event("state", state=state, message=message, hint=hint)
+        _echo(f"state: {state}" + (f" — {message}" if message else "") + (f" ({hint})" if hint else ""))
+
+    # -- entry ----------------------------------------------------------------------------------------
+    def main(self) -> int:
+        import psutil
+
+        st = self.run.read_status_raw()
+        me = psutil.Process()
+        self.run.update_status(state="running", pid=me.pid, pid_create_time=me.create_time(),
+                               started_at=st.started_at or time.time(), ended_at=None, error=None, hint=None)
+        self.run.append_event("state", state="running", message="resuming" if self.resume else "starting")
+        from tui_tuner.worker.callbacks import StopFlag
+
+        self.stop = StopFlag(self.run)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.event.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.event.set())
+        try:
+            self._train()
+            return 0
+        except UserError as e:
+            self._finish("failed", e.message, e.hint)
+            return e.exit_code
+        except BaseException as e:  # noqa: BLE001 - every failure must end in a final state
+            traceback.print_exc()
+            cps = self.run.checkpoints()
+            kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
+            if _is_oom(e):
+                self._finish("failed", "CUDA out of memory" + kept, "lower memory use: " + _oom_hint())
+            elif _is_disk_full(e):
+                self._finish("failed", "disk full while saving" + kept,
+                             f"free space on the disk holding {self.run.path}, then `tui-tuner resume {self.run.run_id}`")
+            elif isinstance(e, KeyboardInterrupt):
+                self._finish("stopped", "interrupted before training started")
+            else:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                self._finish("failed", f"{type(e).__name__}: {first}"[:300] + kept,
+                             f"the full traceback is in {self.run.log_path}")
+            return 1
+
+    def _train(self) -> None:
+        run = self.run
+        cfg = load_config(run.config_path)
+        self._progress("resolving model " + cfg.model.name_or_path)
+        from tui_tuner import hub
+
+        model_path = hub.resolve_model_ref(cfg.model.name_or_path)
+        hub.go_offline_if_unreachable()
+
+        self._progress("importing torch / transformers")
+        import torch
+        import transformers
+        from peft import LoraConfig, get_peft_model
+        from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig,
+                                  DataCollatorForSeq2Seq, Trainer, TrainingArguments)
+        from transformers.trainer_callback import PrinterCallback
+
+        transformers.logging.set_verbosity_warning()
+        cuda = torch.cuda.is_available()
+        dtype = _compute_dtype(cfg, torch)
+        common = dict(trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
+
+        self._progress("loading tokenizer")
+        tok = AutoTokenizer.from_pretrained(model_path, **common)
+        if tok.pad_token is None:
+            if tok.eos_token is None:
+                raise UserError(f"the tokenizer of {cfg.model.name_or_path} has neither a pad nor an EOS token",
+                                hint="use a model whose tokenizer defines eos_token")
+            tok.pad_token = tok.eos_token  # labels are masked by the data pipeline, so reuse is safe
+
+        from tui_tuner.data.prepare import prepare_dataset
+
+        self._progress("preparing dataset " + cfg.data.path)
+        prepared = prepare_dataset(cfg.data, tok, seed=cfg.train.seed, progress=self._progress)
+        if prepared.chat_template:
+            tok.chat_template = prepared.chat_template
+        report = prepared.report.to_dict() if hasattr(prepared.report, "to_dict") else {}
+        run.append_event("dataset", **{k: report.get(k) for k in ("format", "rows", "dropped", "tokens", "truncated")
+                                       if k in report})
+        if len(prepared.train) == 0:
+            raise UserError(f"data.path {cfg.data.path}: no usable training rows after cleaning",
+                            hint="run `tui-tuner data inspect` on it to see what was dropped")
+        has_eval = prepared.val is not None and len(prepared.val) > 0
+
+        self._progress(("loading model in 4-bit " + cfg.quantization.quant_type) if cfg.quantization.load_in_4bit
+                       else "loading model")
+        load_kwargs = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation, **common)
+        if cfg.quantization.load_in_4bit:
+            load_kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
+                bnb_4bit_use_double_quant=cfg.quantization.double_quant, bnb_4bit_compute_dtype=dtype)
+        if cuda:
+            load_kwargs["device_map"] = {"": torch.cuda.current_device()}
+        model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
+        model.config.use_cache = False
+        lcfg = cfg.lora
+        model = get_peft_model(model, LoraConfig(
+            r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
+            bias="none", task_type="CAUSAL_LM"))
+        trainable, total = model.get_nb_trainable_parameters()
+        self._progress(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
+
+        tc = cfg.train
+        targs = TrainingArguments(
+            output_dir=str(run.checkpoints_dir),
+            per_device_train_batch_size=tc.batch_size,
+            per_device_eval_batch_size=tc.batch_size,
+            gradient_accumulation_steps=tc.grad_accum,
+            learning_rate=tc.learning_rate,
+            lr_scheduler_type=tc.lr_scheduler,
+            warmup_steps=min(tc.warmup_ratio, 0.999),
+            num_train_epochs=tc.num_epochs,
+            max_steps=tc.max_steps,
+            optim=tc.optim,
+            weight_decay=tc.weight_decay,
+            max_grad_norm=tc.max_grad_norm,
+            activation_checkpointing=tc.gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if tc.gradient_checkpointing else None,
+            train_sampling_strategy="group_by_length" if tc.group_by_length else "random",
+            length_column_name="length",
+            seed=tc.seed,
+            data_seed=tc.seed,
+            logging_steps=tc.logging_steps,
+            logging_nan_inf_filter=False,  # a NaN must reach us, not be averaged away
+            save_strategy="steps",
+            save_steps=tc.save_steps,
+            save_total_limit=tc.save_total_limit,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=tc.eval_steps if has_eval else None,
+            bf16=cuda and dtype == torch.bfloat16,
+            fp16=cuda and dtype == torch.float16,
+            use_cpu=not cuda,
+            include_num_input_tokens_seen="non_padding",
+            remove_unused_columns=False,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=cuda,
+        )
+        inner = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=8 if cuda else None)
+
+        def collate(features):
+            return inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+        resume_from = None
+        if self.resume:
+            cp = run.last_checkpoint()
+            if cp is None:
+                raise UserError(f"run {run.run_id} has no complete checkpoint to resume from")
+            resume_from = str(cp)
+            _trim_events_for_resume(run, int(cp.name.split("-")[1]))
+
+        from tui_tuner.worker.callbacks import RunEventsCallback, SystemSampler
+
+        events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
+                                   estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
+                                   diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda)
+        trainer = Trainer(model=model, args=targs, train_dataset=prepared.train,
+                          eval_dataset=prepared.val if has_eval else None, data_collator=collate,
+                          processing_class=tok, callbacks=[events])
+        trainer.remove_callback(PrinterCallback)  # we print our own concise lines
+        sampler = SystemSampler(run, tc.system_sample_interval, lambda: events.step).start()
+        try:
+            sampler.sample_once()
+            trainer.train(resume_from_checkpoint=resume_from)
+        finally:
+            sampler.close()
+
+        if events.failure:
+            self._finish("failed", *events.failure)
+            return
+        if events.stopped_by_user:
+            self._finish("stopped", f"stopped at step {events.step}",
+                         f"resume with `tui-tuner resume {run.run_id}`")
+            return
+        self._progress("saving adapter")
+        model.save_pretrained(str(run.adapter_dir))
+        tok.save_pretrained(str(run.adapter_dir))
+        run.update_status(step=trainer.state.global_step)
+        self._finish("completed", events.early_stopped)
+
+
+def _oom_hint() -> str:
+    from tui_tuner.worker.callbacks import OOM_HINT
+
+    return OOM_HINT
+
+
+def _estimate_gib(cfg: RunConfig) -> float | None:
+    try:
+        from tui_tuner.models.vram import estimate_for_config
+
+        return round(float(estimate_for_config(cfg).total_gib), 3)
+    except Exception:  # the estimate is informative only
+        return None
+
+
+def _diagnostics(cfg: RunConfig):
+    try:
+        from tui_tuner.diagnostics import Diagnostics
+
+        return Diagnostics(cfg.train)
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m tui_tuner.worker")
+    p.add_argument("run_dir")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    run = RunDir(args.run_dir)
+    if not run.exists():
+        print(f"error: {run.path} is not a run directory", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return TrainingSession(run, resume=args.resume).main()
