@@ -38,3 +38,25 @@ def fresh_home(tmp_path, monkeypatch, session_home) -> Path:
         (home / "demo-model").symlink_to(demo)
     monkeypatch.setenv("TUI_TUNER_HOME", str(home))
     return home
+
+
+def demo_test_config(**train_overrides):
+    """presets/demo.yaml, shortened for tests (the real preset trains for about a minute)."""
+    from tui_tuner import paths
+    from tui_tuner.config import load_config
+
+    cfg = load_config(paths.presets_dir() / "demo.yaml")
+    for key, value in {"max_steps": 12, "save_steps": 6, "eval_steps": 6, **train_overrides}.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_demo_run(session_home):
+    """A real demo run (4-bit base + LoRA) trained to completion once per test session."""
+    from tui_tuner.launcher import launch_run
+
+    run = launch_run(demo_test_config(), detach=False, name="fixture", echo=lambda line: None)
+    st = run.read_status()
+    assert st.state == "completed", f"{st.error} {st.hint}\n{run.log_path.read_text()[-4000:]}"
+    return run

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, Iterator
 
 from tui_tuner import paths
 from tui_tuner.config import RunConfig, load_config
-from tui_tuner.errors import RunError
+from tui_tuner.errors import RunError, UserError
 from tui_tuner.rundir import (
     ACTIVE_STATES,
     RunDir,
@@ -31,6 +32,7 @@ from tui_tuner.rundir import (
 )
 
 FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
+DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
 @contextlib.contextmanager
@@ -83,9 +85,29 @@ def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
         log.close()
 
 
+def preflight(cfg: RunConfig) -> None:
+    """Cheap checks before a run directory exists: a bad model or data path fails here, in one line."""
+    from tui_tuner import hub
+
+    hub.resolve_model_ref(cfg.model.name_or_path, build_demo=False)
+    data = cfg.data.path.strip()
+    if data == "sample":
+        return
+    p = Path(data).expanduser()
+    if p.exists():
+        return
+    if data.startswith(("/", ".", "~")) or p.suffix.lower() in DATA_SUFFIXES or data.count("/") != 1:
+        raise UserError(f"data.path: file not found: {p}",
+                        hint="give an existing JSON/JSONL/CSV/TSV/Parquet/TXT file or folder, or 'sample'")
+    if not hub.hub_reachable():
+        raise UserError(f"data.path: '{data}' is not a local file and {hub.HUB_HOST} cannot be reached",
+                        hint="download the dataset to a file first, or use a local path")
+
+
 def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
                echo: Callable[[str], None] | None = None) -> RunDir:
     """Create a run directory and start its worker. Foreground (detach=False) follows it to the end."""
+    preflight(cfg)
     with _launch_lock():
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 from tui_tuner.config import RunConfig, load_config
@@ -185,6 +186,11 @@ class TrainingSession:
             r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
             bias="none", task_type="CAUSAL_LM"))
         trainable, total = model.get_nb_trainable_parameters()
+        linear_kinds = Counter(f"{type(m).__module__}.{type(m).__name__}" for m in model.modules()
+                               if isinstance(m, torch.nn.Linear))
+        run.append_event("model", path=model_path, trainable_params=trainable, total_params=total,
+                         dtype=str(dtype).replace("torch.", ""), device="cuda" if cuda else "cpu",
+                         load_in_4bit=cfg.quantization.load_in_4bit, linear_layers=dict(linear_kinds))
         self._progress(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
         tc = cfg.train
