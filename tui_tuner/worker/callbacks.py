@@ -53,6 +53,7 @@ class RunEventsCallback(TrainerCallback):
         self.stopped_by_user = False
         self._last_log: tuple[float, int] | None = None
         self.step = 0
+        self.overhead = 0.0  # seconds spent in these hooks (reported; bench/train_throughput.py reads it)
 
     # -- helpers ------------------------------------------------------------------------------
     def _event(self, type_: str, **data: Any) -> dict:
@@ -136,6 +137,24 @@ class RunEventsCallback(TrainerCallback):
         self._status(state, last_checkpoint=path)
 
 
+def _timed(method):
+    """Accumulate the wall time of a hook into `self.overhead`."""
+
+    def wrapper(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.overhead += time.perf_counter() - t0
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+for _name in ("on_train_begin", "on_step_end", "on_log", "on_save"):
+    setattr(RunEventsCallback, _name, _timed(getattr(RunEventsCallback, _name)))
+
+
 class SystemSampler:
     """Writes a `system` event every `interval` seconds from a daemon thread."""
 
@@ -147,6 +166,7 @@ class SystemSampler:
         self.step_of = step_of
         self.gpu = make_sampler()
         self.proc = ProcessSampler()
+        self.cpu_seconds = 0.0  # CPU time the sampling itself used
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="system-sampler", daemon=True)
 
@@ -157,7 +177,9 @@ class SystemSampler:
     def sample_once(self) -> None:
         from tui_tuner.gpu import system_sample
 
+        t0 = time.thread_time()
         self.run.append_event("system", step=self.step_of(), **system_sample(self.gpu, self.proc))
+        self.cpu_seconds += time.thread_time() - t0
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

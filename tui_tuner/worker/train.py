@@ -252,11 +252,15 @@ class TrainingSession:
                           processing_class=tok, callbacks=[events])
         trainer.remove_callback(PrinterCallback)  # we print our own concise lines
         sampler = SystemSampler(run, tc.system_sample_interval, lambda: events.step).start()
+        t0 = time.perf_counter()
         try:
             sampler.sample_once()
             trainer.train(resume_from_checkpoint=resume_from)
         finally:
             sampler.close()
+        run.append_event("summary", step=events.step, train_seconds=time.perf_counter() - t0,
+                         events_overhead_seconds=events.overhead, sampler_cpu_seconds=sampler.cpu_seconds,
+                         tokens=trainer.state.num_input_tokens_seen)
 
         if events.failure:
             self._finish("failed", *events.failure)
