@@ -1,0 +1,117 @@
+"""Model cards: architecture numbers of popular open models, so estimates work offline by hub id.
+
+Each `presets/models/*.yaml` holds one model: its hub id, whether it is a chat/instruct or a base
+model, the shape keys copied from its config.json, and `source` saying where they were read.
+Pure Python + PyYAML: the wizard lists these without torch or network.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tui_tuner import paths
+from tui_tuner.errors import UserError
+
+KINDS = ("chat", "base")
+
+# The advice the wizard and `tui-tuner models` show next to a model's kind.
+ADVICE = {
+    "chat": "chat/instruct model: the best start with few examples (hundreds) — it already follows "
+            "instructions and has a chat template; LoRA only nudges it",
+    "base": "base model: only continues text; worth it with many examples (thousands+) or a new format, "
+            "otherwise start from its chat/instruct sibling",
+    "unknown": "unknown whether chat or base: with few examples prefer a chat/instruct model",
+}
+
+_CHAT_NAME = re.compile(r"(instruct|chat|[-_.]it\b|[-_]it[-_]|-sft|-dpo|assistant)", re.IGNORECASE)
+_BASE_NAME = re.compile(r"([-_]base\b|[-_]pt\b|-pretrain)", re.IGNORECASE)
+
+
+def guess_kind(name: str, has_chat_template: bool | None = None) -> str:
+    """'chat', 'base' or 'unknown' from a model name (and whether its tokenizer has a chat template)."""
+    base = name.rsplit("/", 1)[-1]
+    if _BASE_NAME.search(base):
+        return "base"
+    if _CHAT_NAME.search(base):
+        return "chat"
+    if has_chat_template is False:
+        return "base"
+    return "unknown"
+
+
+def advice_for(kind: str, n_examples: int | None = None) -> str:
+    """The seeds' rule: few examples → start from a chat model; many → a base model is fine."""
+    if n_examples is not None:
+        if n_examples < 1000 and kind == "base":
+            return (f"only {n_examples:,} examples: a base model will struggle to learn to answer — "
+                    "prefer a chat/instruct model")
+        if n_examples >= 10000 and kind == "chat":
+            return (f"{n_examples:,} examples: enough to start from a base model too; "
+                    "a chat model is still fine when your data is conversations")
+    return ADVICE.get(kind, ADVICE["unknown"])
+
+
+@dataclass
+class ModelCard:
+    id: str
+    family: str
+    kind: str
+    config: dict[str, Any]
+    source: str
+    path: Path
+    notes: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def arch(self):
+        from tui_tuner.models.arch import arch_from_config
+
+        return arch_from_config(self.config, source=str(self.path))
+
+
+def cards_dir() -> Path:
+    return paths.presets_dir() / "models"
+
+
+def _read_card(p: Path) -> ModelCard:
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: invalid YAML in model card: {str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("config"), dict) or not d.get("id"):
+        raise UserError(f"{p}: a model card needs 'id' and a 'config' mapping")
+    kind = d.get("kind", "unknown")
+    if kind not in KINDS:
+        raise UserError(f"{p}: kind {kind!r} must be one of {', '.join(KINDS)}")
+    return ModelCard(id=str(d["id"]), family=str(d.get("family", "")), kind=kind, config=dict(d["config"]),
+                     source=str(d.get("source", "")), path=p, notes=d.get("notes"),
+                     aliases=[str(a) for a in d.get("aliases", [])])
+
+
+@lru_cache(maxsize=4)
+def _load(dir_str: str, stamp: tuple) -> tuple[ModelCard, ...]:
+    return tuple(_read_card(p) for p in sorted(Path(dir_str).glob("*.yaml")))
+
+
+def load_cards(directory: Path | None = None) -> list[ModelCard]:
+    d = directory or cards_dir()
+    if not d.is_dir():
+        return []
+    files = sorted(d.glob("*.yaml"))
+    stamp = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+    return list(_load(str(d), stamp))
+
+
+def find_card(ref: str, directory: Path | None = None) -> ModelCard | None:
+    """The card whose hub id (or alias) equals `ref`, case-insensitively."""
+    key = ref.strip().lower()
+    for c in load_cards(directory):
+        if c.id.lower() == key or key in (a.lower() for a in c.aliases):
+            return c
+    return None
