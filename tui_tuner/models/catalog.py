@@ -63,7 +63,7 @@ class ModelCard:
     family: str
     kind: str
     config: dict[str, Any]
-    source: str
+    source: list[str]
     path: Path
     notes: str | None = None
     aliases: list[str] = field(default_factory=list)
@@ -79,6 +79,12 @@ def cards_dir() -> Path:
     return paths.presets_dir() / "models"
 
 
+def _as_list(v) -> list[str]:
+    if v is None:
+        return []
+    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+
+
 def _read_card(p: Path) -> ModelCard:
     try:
         d = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -90,7 +96,7 @@ def _read_card(p: Path) -> ModelCard:
     if kind not in KINDS:
         raise UserError(f"{p}: kind {kind!r} must be one of {', '.join(KINDS)}")
     return ModelCard(id=str(d["id"]), family=str(d.get("family", "")), kind=kind, config=dict(d["config"]),
-                     source=str(d.get("source", "")), path=p, notes=d.get("notes"),
+                     source=_as_list(d.get("source")), path=p, notes=d.get("notes"),
                      aliases=[str(a) for a in d.get("aliases", [])])
 
 
