@@ -46,7 +46,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "phi3": {"tie_word_embeddings": False},
     "falcon": {"tie_word_embeddings": True, "bias": False, "multi_query": True, "parallel_attn": True,
                "new_decoder_architecture": False, "alibi": False},
-    "granite": {"tie_word_embeddings": True, "attention_bias": False, "mlp_bias": False},
+    "granite": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
     "olmo2": {"tie_word_embeddings": False, "attention_bias": False},
 }
 LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
