@@ -25,7 +25,7 @@ def presets_dir() -> Path:
 
 def home() -> Path:
     env = os.environ.get("TUI_TUNER_HOME")
-    base = Path(env).expanduser() if env else Path(platformdirs.user_data_dir("tui-tuner", appauthor=False))
+    base = Path(env).expanduser().resolve() if env else Path(platformdirs.user_data_dir("tui-tuner", appauthor=False))
     base.mkdir(parents=True, exist_ok=True)
     return base
 

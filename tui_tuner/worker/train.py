@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
-    run = RunDir(args.run_dir)
+    run = RunDir(Path(args.run_dir).resolve())
     if not run.exists():
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
