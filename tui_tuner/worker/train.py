@@ -23,7 +23,7 @@ from tui_tuner.config import RunConfig, load_config
 from tui_tuner.errors import UserError
 from tui_tuner.rundir import RunDir
 
-EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning")
+EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning", "summary")
 
 
 def _echo(msg: str) -> None:
