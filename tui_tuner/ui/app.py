@@ -1,0 +1,125 @@
+"""The Textual app: a thin shell that routes between home, the wizard, runs, monitor and chat.
+
+Screens owned by other parts (monitor, runs, chat) are imported only when opened, so the first
+screen appears without importing them; none of them may import torch in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui_tuner.ui.bridge import Services
+
+HEAVY_MODULES = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes")
+
+
+class TunerApp(App[None]):
+    TITLE = "tui-tuner"
+    SUB_TITLE = "QLoRA fine-tuning from the terminal"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="help"),
+        Binding("question_mark", "help", "Help", show=False, id="help-key"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    def __init__(self, services: Services | None = None, *, start: str = "home") -> None:
+        super().__init__()
+        self.services = services or Services()
+        self.start = start
+        self.wizard_state = None
+        self.last_run_path: str | None = None  # the run the wizard launched last
+
+    def get_default_screen(self) -> Screen:
+        from tui_tuner.ui.screens.home import HomeScreen
+
+        return HomeScreen()
+
+    def on_mount(self) -> None:
+        if self.start == "wizard":
+            self.action_new_run()
+        probe = os.environ.get("TUI_TUNER_STARTUP_PROBE")
+        if probe:  # bench/startup.py: note when the first screen is painted, then leave
+            self.call_after_refresh(self._startup_probe, probe)
+
+    def _startup_probe(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"painted_at": time.time(), "screen": type(self.screen).__name__,
+                       "heavy_imported": [m for m in HEAVY_MODULES if m in sys.modules]}, fh)
+        self.exit()
+
+    # -- navigation ------------------------------------------------------------------------------
+    def action_new_run(self) -> None:
+        from tui_tuner.ui.screens.wizard import WizardScreen
+        from tui_tuner.ui.widgets.steps.state import WizardState
+
+        if self.wizard_state is None:  # kept for the session: leaving the wizard loses nothing
+            self.wizard_state = WizardState()
+        self.push_screen(WizardScreen(self.wizard_state))
+
+    def action_runs(self) -> None:
+        try:
+            from tui_tuner.ui.screens.runs import RunsScreen
+        except ImportError:
+            self.notify("the runs screen is not available in this install; see `tui-tuner runs`",
+                        severity="warning")
+            return
+        self.push_screen(RunsScreen())
+
+    def open_run(self, run_path: str) -> None:
+        """The live monitor of a run (or its status while the monitor is not installed)."""
+        try:
+            from tui_tuner.ui.screens.monitor import MonitorScreen
+        except ImportError:
+            from tui_tuner.ui.screens.home import RunStatusScreen
+
+            self.push_screen(RunStatusScreen(run_path))
+            return
+        self.push_screen(MonitorScreen(run_path))
+
+    def action_chat(self, target: str | None = None) -> None:
+        if not target:
+            from tui_tuner.ui.screens.dialogs import InputDialog
+
+            def chosen(value: str | None) -> None:
+                if value:
+                    self.action_chat(value)
+
+            self.push_screen(InputDialog("Chat with", "a run id (prefix), a run directory, or a model",
+                                         placeholder="e.g. 20260101-120000-demo"), chosen)
+            return
+        try:
+            from tui_tuner.ui.screens.chat import ChatScreen
+        except ImportError:
+            self.notify(f"the chat screen is not available in this install; try `tui-tuner chat {target}`",
+                        severity="warning")
+            return
+        self.push_screen(ChatScreen(target))
+
+    def action_help(self) -> None:
+        from tui_tuner.ui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
+            return
+        self.push_screen(HelpScreen.for_screen(self.screen))
+
+    # -- command palette ----------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New fine-tune", "Open the wizard: model → VRAM → dataset → hyperparameters → launch",
+                            self.action_new_run)
+        yield SystemCommand("Runs", "List runs: monitor, resume, chat", self.action_runs)
+        yield SystemCommand("Chat", "Chat with a run's adapter or a model", self.action_chat)
+        yield SystemCommand("Help: keys", "Show every key binding of this screen", self.action_help)
+        wizard_cmds = getattr(screen, "palette_commands", None)
+        if callable(wizard_cmds):
+            yield from wizard_cmds()

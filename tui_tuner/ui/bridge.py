@@ -1,0 +1,195 @@
+"""How the UI calls the core without freezing and without importing torch.
+
+- Torch-free core calls (GPU detection, model discovery, the VRAM estimate) are plain functions on
+  `Services`; the screens run them in worker threads.
+- Calls that need transformers (tokenizing a dataset to show lengths and loss masks) run in a
+  child process: `python -m tui_tuner.ui.bridge CALL` reads one JSON request on stdin, prints
+  `{"progress": ...}` lines while it works and one final `{"ok": ...}` line. A `UserError` raised
+  in the child comes back as its own one line (the core's words), never as a traceback.
+
+This module must stay importable without Textual: the child process imports it.
+`Services` is the one object the app talks to; tests swap in fixed data for snapshots only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tui_tuner.config import RunConfig
+    from tui_tuner.gpu import GpuInfo
+    from tui_tuner.models.sources import ModelEntry
+    from tui_tuner.models.vram import Estimate, FitResult
+    from tui_tuner.rundir import RunDir
+
+# Lines a child may print that are noise to a user (stack-facts §3: bitsandbytes on CPU).
+_NOISE = ("Failed to load CPU gemm_4bit_forward", "pip install kernels")
+
+
+@dataclass
+class BridgeResult:
+    ok: bool
+    data: Any = None
+    error: str | None = None  # one line, in the core's own words
+    hint: str | None = None
+    problems: list[str] = field(default_factory=list)  # ConfigError: one line per field
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return ""
+        return f"{self.error} — {self.hint}" if self.hint else (self.error or "failed")
+
+
+async def call(name: str, request: dict[str, Any], *,
+               on_progress: Callable[[str], None] | None = None) -> BridgeResult:
+    """Run CALL in a child process; cancelling the awaiting task kills the child."""
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui_tuner.ui.bridge", name,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, start_new_session=True,
+    )
+    result: BridgeResult | None = None
+    try:
+        assert proc.stdin and proc.stdout and proc.stderr
+        proc.stdin.write(json.dumps(request).encode())
+        await proc.stdin.drain()
+        proc.stdin.close()
+        stderr_task = asyncio.ensure_future(proc.stderr.read())
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "progress" in msg:
+                if on_progress:
+                    on_progress(str(msg["progress"]))
+            elif "ok" in msg:
+                result = BridgeResult(ok=bool(msg["ok"]), data=msg.get("data"), error=msg.get("error"),
+                                      hint=msg.get("hint"), problems=list(msg.get("problems") or []))
+        err = (await stderr_task).decode("utf-8", "replace")
+        await proc.wait()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            await proc.wait()
+        raise
+    if result is None:
+        lines = [ln for ln in err.splitlines() if ln.strip() and not any(n in ln for n in _NOISE)]
+        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        result = BridgeResult(ok=False, error=f"the {name} helper process failed: {last}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The services the UI uses. Each method is a thin call into the core.
+
+
+class Services:
+    """Real services: the core, called the way the screens need it."""
+
+    def detect_gpu(self) -> "GpuInfo | None":
+        from tui_tuner.gpu import detect_gpu
+
+        return detect_gpu()
+
+    def discover_models(self) -> "list[ModelEntry]":
+        from tui_tuner.models.sources import discover_models
+
+        return discover_models()
+
+    def load_model(self, ref: str) -> "ModelEntry":
+        """The details of one model reference (UserError in the core's words when it cannot be read)."""
+        from tui_tuner.models.sources import entry_for, load_model_config
+
+        return entry_for(load_model_config(ref, allow_download=True, build_demo=False))
+
+    def estimate(self, cfg: "RunConfig", vram_gib: float | None) -> "Estimate":
+        from tui_tuner.models.vram import estimate_for_config
+
+        return estimate_for_config(cfg, vram_gib)
+
+    def auto_fit(self, cfg: "RunConfig", vram_gib: float) -> "FitResult":
+        from tui_tuner.models.vram import TrainSettings, arch_for_ref, auto_fit
+
+        arch, _ = arch_for_ref(cfg.model.name_or_path)
+        return auto_fit(arch, TrainSettings.from_config(cfg), vram_gib)
+
+    def inspect_data(self, cfg: "RunConfig", on_progress: Callable[[str], None] | None = None,
+                     examples: int = 3) -> Awaitable[BridgeResult]:
+        req = {"config": cfg.to_dict(), "examples": examples}
+        return call("inspect", req, on_progress=on_progress)
+
+    def throughput_history(self, model: str) -> tuple[float, str] | None:
+        from tui_tuner import plan
+
+        return plan.measured_throughput(model)
+
+    def launch(self, cfg: "RunConfig") -> "RunDir":
+        from tui_tuner.launcher import launch_run
+
+        return launch_run(cfg, detach=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The child side
+
+
+def _inspect(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+    from tui_tuner import plan
+    from tui_tuner.config import from_dict
+
+    cfg = from_dict(req["config"], source="wizard")
+    return plan.inspect_data(cfg, examples=int(req.get("examples", 3)), progress=progress)
+
+
+CALLS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], Any]] = {"inspect": _inspect}
+
+
+def child_main(argv: list[str]) -> int:
+    # The protocol owns the real stdout; anything a library prints goes to stderr instead.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def emit(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj, default=str) + "\n")
+        out.flush()
+
+    name = argv[0] if argv else ""
+    from tui_tuner.errors import ConfigError, UserError
+
+    try:
+        if name not in CALLS:
+            raise UserError(f"unknown bridge call {name!r}")
+        req = json.loads(sys.stdin.read() or "{}")
+        data = CALLS[name](req, lambda msg: emit({"progress": msg}))
+        emit({"ok": True, "data": data})
+        return 0
+    except ConfigError as e:
+        emit({"ok": False, "error": e.message, "hint": e.hint, "problems": e.problems})
+    except UserError as e:
+        emit({"ok": False, "error": e.message, "hint": e.hint})
+    except Exception as e:  # unexpected: one line to the UI, the traceback to the log
+        traceback.print_exc()
+        text = str(e).splitlines()[0] if str(e) else ""
+        emit({"ok": False, "error": f"{type(e).__name__}: {text}"})
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through call()
+    raise SystemExit(child_main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""Home: start a fine-tune, open runs or chat; the runs on disk (running ones first) are listed at once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+STATE_STYLE = {"running": "bold green", "pending": "yellow", "completed": "cyan", "failed": "bold red",
+               "stopped": "magenta", "interrupted": "red"}
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    path: str
+    state: str
+    step: int
+    total_steps: int | None
+    model: str | None
+    age: str
+    error: str | None = None
+
+
+def _age(t: float | None) -> str:
+    if not t:
+        return "-"
+    d = max(0.0, time.time() - t)
+    if d >= 86400:
+        return f"{d / 86400:.0f} d"
+    return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+
+
+def read_runs() -> list[RunRow]:
+    """Every run's status from disk, active ones first, then newest first."""
+    from tui_tuner.errors import RunError
+    from tui_tuner.rundir import ACTIVE_STATES, list_runs
+
+    rows = []
+    for run in list_runs():
+        try:
+            st = run.read_status()
+        except RunError:
+            continue
+        rows.append(RunRow(run.run_id, str(run.path), st.state, st.step, st.total_steps, st.model,
+                           _age(st.started_at or st.created_at), st.error))
+    rows.sort(key=lambda r: r.run_id, reverse=True)
+    rows.sort(key=lambda r: r.state not in ACTIVE_STATES)
+    return rows
+
+
+class HomeScreen(Screen):
+    HELP_TITLE = "Home"
+    HELP_TEXT = "Start a new fine-tune, or pick a run to watch it or chat with it."
+    DEFAULT_CSS = """
+    HomeScreen #home-title { height: 1; padding: 0 1; background: $primary; color: $text; text-style: bold; }
+    HomeScreen #home-body { height: 1fr; }
+    HomeScreen #home-actions { width: 30; border: round $primary; height: auto; max-height: 100%; }
+    HomeScreen #home-runs-box { width: 1fr; border: round $secondary; }
+    HomeScreen #home-runs { height: 1fr; }
+    HomeScreen #home-empty { color: $text-muted; padding: 0 1; }
+    HomeScreen #home-status { height: auto; padding: 0 1; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("n", "app.new_run", "New fine-tune", id="home-new"),
+        Binding("r", "app.runs", "Runs", id="home-runs"),
+        Binding("c", "chat", "Chat", id="home-chat"),
+        Binding("m", "monitor", "Monitor run", id="home-monitor"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("tui-tuner — fine-tune an open LLM with QLoRA on one GPU", id="home-title")
+        with Horizontal(id="home-body"):
+            actions = OptionList(
+                Option("New fine-tune      n", id="new"),
+                Option("Runs               r", id="runs"),
+                Option("Chat               c", id="chat"),
+                Option("Quit          ctrl+q", id="quit"),
+                id="home-actions",
+            )
+            actions.border_title = "Start"
+            yield actions
+            with Vertical(id="home-runs-box") as box:
+                box.border_title = "Runs (running first) — enter: monitor"
+                table: DataTable = DataTable(id="home-runs", cursor_type="row", zebra_stripes=False)
+                table.add_columns("run", "state", "step", "model", "age")
+                yield table
+                yield Static("no runs yet — press n to start one", id="home-empty")
+        yield Static("", id="home-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#home-actions", OptionList).focus()
+        self._load_runs()
+        self._load_gpu()
+        self.set_interval(2.0, self._load_runs)
+
+    # -- runs table -------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="home-runs", exit_on_error=False)
+    def _load_runs(self) -> None:
+        rows = read_runs()
+        self.app.call_from_thread(self._show_runs, rows)
+
+    def _show_runs(self, rows: list[RunRow]) -> None:
+        table = self.query_one("#home-runs", DataTable)
+        self.runs = {r.run_id: r for r in rows}
+        keys = [r.run_id for r in rows]
+        current = [str(k.value) for k in table.rows]
+        if current != keys:
+            cursor = table.cursor_row
+            table.clear()
+            for r in rows:
+                table.add_row(*self._cells(r), key=r.run_id)
+            if rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1))
+        else:
+            for r in rows:
+                for col, value in zip(table.columns, self._cells(r)):
+                    table.update_cell(r.run_id, col, value)
+        self.query_one("#home-empty").display = not rows
+
+    @staticmethod
+    def _cells(r: RunRow) -> tuple:
+        step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
+        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, r.model or "-", r.age)
+
+    @work(thread=True, exclusive=True, group="home-gpu", exit_on_error=False)
+    def _load_gpu(self) -> None:
+        gpu = self.app.services.detect_gpu()
+        text = (f"GPU: {gpu.name}, {gpu.total_gib:.1f} GiB ({gpu.free_gib:.1f} GiB free)" if gpu
+                else "GPU: no NVIDIA GPU detected (NVML) — training runs on the CPU; estimates still work")
+        self.app.call_from_thread(self.query_one("#home-status", Static).update, text)
+
+    def selected_run(self) -> RunRow | None:
+        table = self.query_one("#home-runs", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return getattr(self, "runs", {}).get(str(key.value))
+
+    # -- actions --------------------------------------------------------------------------------
+    @on(OptionList.OptionSelected, "#home-actions")
+    def _action_chosen(self, event: OptionList.OptionSelected) -> None:
+        {"new": self.app.action_new_run, "runs": self.app.action_runs, "chat": self.action_chat,
+         "quit": self.app.exit}[event.option.id]()
+
+    @on(DataTable.RowSelected, "#home-runs")
+    def _run_chosen(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(self.runs[str(event.row_key.value)].path)
+
+    def action_monitor(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            self.notify("no run to monitor yet — press n to start one")
+            return
+        self.app.open_run(run.path)
+
+    def action_chat(self) -> None:
+        run = self.selected_run() if self.query_one("#home-runs", DataTable).has_focus else None
+        self.app.action_chat(run.run_id if run else None)
+
+
+class RunStatusScreen(Screen):
+    """A run's status, refreshed every second: used until the live monitor screen is installed."""
+
+    HELP_TITLE = "Run"
+    DEFAULT_CSS = """
+    RunStatusScreen #run-status { padding: 1 2; height: 1fr; }
+    """
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="run-back")]
+
+    def __init__(self, run_path: str) -> None:
+        super().__init__()
+        self.run_path = run_path
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="run-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._refresh()
+        self.set_interval(1.0, self._refresh)
+
+    def _refresh(self) -> None:
+        from tui_tuner.errors import RunError
+        from tui_tuner.rundir import RunDir
+
+        run = RunDir(self.run_path)
+        try:
+            st = run.read_status()
+        except RunError as e:
+            self.query_one("#run-status", Static).update(e.one_line())
+            return
+        lines = [f"run      {run.run_id}", f"state    {st.state}" + (f" (pid {st.pid})" if st.pid else ""),
+                 f"progress step {st.step}/{st.total_steps or '?'}", f"model    {st.model}",
+                 f"dataset  {st.dataset}", f"dir      {run.path}"]
+        if st.error:
+            lines.append(f"error    {st.error}")
+        if st.hint:
+            lines.append(f"hint     {st.hint}")
+        lines.append("")
+        lines.append(f"follow it from a shell: tui-tuner logs {run.run_id} -f")
+        self.query_one("#run-status", Static).update("\n".join(lines))

@@ -1,0 +1,1 @@
+"""Wizard steps: one widget per step, sharing one WizardState."""

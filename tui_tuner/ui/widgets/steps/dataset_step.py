@@ -1,0 +1,268 @@
+"""Step 3 — dataset: path (with a file browser), format and column mapping, cleaning, validation
+split and max length; then what the data becomes: counts of kept / dropped / truncated rows, a
+token-length histogram, and rendered examples with the tokens that carry loss highlighted.
+
+The inspection tokenizes with the chosen model's tokenizer, which needs transformers, so it runs in
+a child process through the bridge (never in the UI process); a spinner shows while it works and a
+newer edit cancels an older inspection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.timer import Timer
+from textual.widgets import Button, LoadingIndicator, Static
+
+from tui_tuner.ui.widgets.steps.base import WizardStep
+from tui_tuner.ui.widgets.steps.fields import ConfigField
+
+DATA_FIELDS = ("data.path", "data.format", "data.columns", "data.max_length", "data.val_ratio",
+               "data.clean.too_long", "data.clean.drop_empty", "data.clean.dedupe", "data.clean.drop_disclaimers",
+               "data.skip_bad_lines", "data.chat_template", "data.clean.disclaimer_phrases")
+TRAINED_STYLE = "bold black on green"
+PROMPT_STYLE = "dim"
+HIST_GLYPH = "█"
+
+
+def quick_path_problem(path: str) -> str | None:
+    """The launcher's own cheap check (a missing local file), before any child process starts."""
+    from tui_tuner.errors import UserError
+    from tui_tuner.launcher import DATA_SUFFIXES
+
+    data = path.strip()
+    if not data or data == "sample":
+        return None
+    p = Path(data).expanduser()
+    if p.exists():
+        return None
+    if data.startswith(("/", ".", "~")) or p.suffix.lower() in DATA_SUFFIXES or data.count("/") != 1:
+        e = UserError(f"data.path: file not found: {p}",
+                      hint="give an existing JSON/JSONL/CSV/TSV/Parquet/TXT file or folder, or 'sample'")
+        return e.one_line()
+    return None
+
+
+def histogram(lengths: dict[str, Any], max_length: int | None, width: int = 40) -> Table | None:
+    """Token-length histogram from the report's bins: [{lo, hi, count}] or {edges, counts}."""
+    bins = lengths.get("histogram") if isinstance(lengths, dict) else None
+    rows: list[tuple[str, int]] = []
+    if isinstance(bins, list):
+        for b in bins:
+            if isinstance(b, dict):
+                rows.append((f"{b.get('lo', b.get('start', '?'))}–{b.get('hi', b.get('end', '?'))}", int(b.get("count", 0))))
+    elif isinstance(bins, dict) and "counts" in bins:
+        edges = bins.get("edges") or []
+        for i, c in enumerate(bins["counts"]):
+            lo = edges[i] if i < len(edges) else "?"
+            hi = edges[i + 1] if i + 1 < len(edges) else "?"
+            rows.append((f"{lo}–{hi}", int(c)))
+    if not rows:
+        return None
+    top = max(c for _, c in rows) or 1
+    t = Table.grid(padding=(0, 1))
+    t.add_column(justify="right", style="dim", no_wrap=True)
+    t.add_column(no_wrap=True)
+    t.add_column(justify="right", no_wrap=True)
+    for label, c in rows:
+        n = int(round(c / top * width))
+        t.add_row(label, Text(HIST_GLYPH * max(n, 1 if c else 0), style="cyan"), str(c))
+    return t
+
+
+def render_example(ex: dict[str, Any], limit: int = 600) -> Text:
+    """One rendered training example; segments that carry loss in reverse green (visible without colour
+    as well: they are also bold)."""
+    t = Text()
+    used = 0
+    for seg in ex.get("segments") or ex.get("text_segments") or []:
+        s = str(seg.get("text", ""))
+        if used + len(s) > limit:
+            s = s[: max(0, limit - used)] + "…"
+        t.append(s, style=TRAINED_STYLE if seg.get("trained") else PROMPT_STYLE)
+        used += len(s)
+        if used >= limit:
+            break
+    return t
+
+
+class DatasetStep(WizardStep):
+    step_id = "dataset"
+    title = "Dataset"
+    FIELDS = DATA_FIELDS
+    DEFAULT_CSS = """
+    DatasetStep #ds-path-row { height: auto; }
+    DatasetStep #ds-path-row ConfigField { width: 1fr; }
+    DatasetStep #ds-browse { min-width: 14; margin-left: 1; }
+    DatasetStep #ds-status-row { height: auto; margin-top: 1; }
+    DatasetStep #ds-spinner { width: 6; height: 1; }
+    DatasetStep #ds-status { width: 1fr; height: auto; }
+    DatasetStep #ds-report { height: auto; }
+    DatasetStep #ds-examples { height: auto; }
+    """
+    BINDINGS = [Binding("ctrl+o", "browse", "Browse files", id="ds-browse-key"),
+                Binding("ctrl+r", "inspect", "Re-inspect", id="ds-inspect-key")]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="ds-path-row"):
+            yield ConfigField("data.path", self.state.get("data.path"), placeholder="file, folder, or 'sample'")
+            yield Button("Browse (ctrl+o)", id="ds-browse")
+        for p in DATA_FIELDS[1:]:
+            yield ConfigField(p, self.state.get(p), show_help=p not in ("data.clean.disclaimer_phrases",))
+        with Horizontal(id="ds-status-row"):
+            yield LoadingIndicator(id="ds-spinner")
+            yield Static("", id="ds-status")
+        yield Static("", id="ds-report")
+        yield Static("", id="ds-examples")
+
+    def first_focus(self):
+        return self.query_one("#e-data-path")
+
+    def on_mount(self) -> None:
+        self._timer: Timer | None = None
+        self.query_one("#ds-spinner").display = False
+
+    # -- triggering an inspection ---------------------------------------------------------------
+    def on_show_step(self) -> None:
+        if self.state.data_key != self.state.data_settings_key() or self.state.data_error:
+            self.schedule_inspect(0.05)
+        else:
+            self._show_result()
+
+    def on_config_changed(self, paths: list[str]) -> None:
+        if any(p.startswith("data.") or p == "model.name_or_path" for p in paths):
+            self.state.data_result = None
+            self.state.data_key = None
+            if self.screen.current is self:
+                self.schedule_inspect(0.6)  # debounce typing
+
+    def schedule_inspect(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self.action_inspect)
+
+    def action_inspect(self) -> None:
+        errors = self.state.validate()
+        bad = [errors[p] for p in DATA_FIELDS if p in errors]
+        problem = quick_path_problem(str(self.state.get("data.path")))
+        if problem:
+            self._fail(problem)
+            return
+        if bad:
+            self._set_status(Text("fix the fields marked in red to inspect the data", style="yellow"))
+            return
+        cfg = self.state.try_config()
+        if cfg is None:  # a field on another step is invalid: inspection waits for it
+            self._set_status(Text("fix the invalid fields on the other steps to inspect the data", style="yellow"))
+            return
+        self.state.data_error = None
+        self.query_one("#ds-spinner").display = True
+        self._set_status(Text("inspecting: reading and tokenizing with the model's tokenizer…"))
+        self._inspect(cfg, self.state.data_settings_key())
+
+    @work(exclusive=True, group="ds-inspect", exit_on_error=False)
+    async def _inspect(self, cfg: Any, key: str) -> None:
+        res = await self.services.inspect_data(cfg, on_progress=self._progress)
+        self.query_one("#ds-spinner").display = False
+        if key != self.state.data_settings_key():
+            return  # settings changed meanwhile; a newer inspection follows
+        if not res.ok:
+            self._fail(res.message)
+            return
+        self.state.data_result = res.data
+        self.state.data_key = key
+        self.state.data_error = None
+        self._show_result()
+
+    def _progress(self, message: str) -> None:
+        self._set_status(Text(f"inspecting: {message}"))
+
+    def _fail(self, message: str) -> None:
+        self.query_one("#ds-spinner").display = False
+        self.state.data_error = message
+        self.state.data_result = None
+        self._set_status(Text(f"✗ {message}", style="bold red"))
+        self.query_one("#ds-report", Static).update("")
+        self.query_one("#ds-examples", Static).update("")
+        self.query_one("#f-data-path", ConfigField).show_error(message)
+
+    def extra_errors(self) -> dict[str, str]:
+        return {"data.path": self.state.data_error} if self.state.data_error else {}
+
+    def _set_status(self, text: Text) -> None:
+        self.query_one("#ds-status", Static).update(text)
+
+    # -- showing the report ---------------------------------------------------------------------
+    def _show_result(self) -> None:
+        from tui_tuner.plan import DataSummary
+
+        r = self.state.data_result
+        if not r:
+            return
+        self.query_one("#f-data-path", ConfigField).show_error(self.state.validate().get("data.path"))
+        s = DataSummary.from_report(r)
+        status = Text()
+        status.append("✓ ", style="bold green")
+        status.append(f"format {s.format or '?'}: {s.rows_read if s.rows_read is not None else '?'} rows read → "
+                      f"{s.train_rows if s.train_rows is not None else '?'} train + "
+                      f"{s.val_rows if s.val_rows is not None else '?'} validation")
+        self._set_status(status)
+        t = Table.grid(padding=(0, 1))
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column()
+        dropped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s.dropped.items() if v) or "none"
+        t.add_row("dropped", dropped)
+        t.add_row("truncated", str(s.truncated or 0))
+        if s.train_tokens:
+            t.add_row("tokens", f"{s.train_tokens:,} per epoch" +
+                      (f", {s.trained_tokens:,} carry loss" if s.trained_tokens else ""))
+        for w in (r.get("warnings") or [])[:3]:
+            t.add_row("note", Text(str(w.get("message", w) if isinstance(w, dict) else w), style="yellow"))
+        hist = histogram(s.length_stats, s.max_length)
+        if hist is not None:
+            t.add_row("lengths", hist)
+        self.query_one("#ds-report", Static).update(t)
+        ex = Table.grid()
+        ex.add_column()
+        examples = r.get("examples") or []
+        if examples:
+            legend = Text("Examples as the model sees them — ")
+            legend.append("trained tokens", style=TRAINED_STYLE)
+            legend.append(" carry loss; ")
+            legend.append("the rest", style=PROMPT_STYLE)
+            legend.append(" is context only")
+            ex.add_row(legend)
+            for i, e in enumerate(examples[:3]):
+                ex.add_row(Text(f"── example {i + 1}", style="bold"))
+                ex.add_row(render_example(e))
+        self.query_one("#ds-examples", Static).update(ex)
+
+    # -- blocking + browsing --------------------------------------------------------------------
+    def blocking(self, errors: dict[str, str]) -> list[str]:
+        out = super().blocking(errors)
+        if self.state.data_error:
+            out.append(self.state.data_error)
+        return out
+
+    @on(Button.Pressed, "#ds-browse")
+    def _browse_pressed(self) -> None:
+        self.action_browse()
+
+    def action_browse(self) -> None:
+        from tui_tuner.ui.screens.dialogs import FilePicker
+
+        current = str(self.state.get("data.path") or "")
+        start = current if current not in ("", "sample") else None
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.query_one("#f-data-path", ConfigField).set_value(str(path))
+
+        self.app.push_screen(FilePicker(start), chosen)

@@ -1,0 +1,158 @@
+"""Step 4 — hyperparameters: a preset, then every remaining field of the config with one line of
+help each, validated as you type; the VRAM estimate and time per epoch follow every change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label, Select, Static
+
+from tui_tuner.errors import UserError
+from tui_tuner.ui.widgets.steps.base import WizardStep
+from tui_tuner.ui.widgets.steps.fields import ConfigField
+from tui_tuner.ui.widgets.steps.model_step import badge, fit_verdict
+
+SECTIONS: list[tuple[str, tuple[str, ...]]] = [
+    ("Training", ("train.learning_rate", "train.num_epochs", "train.max_steps", "train.batch_size",
+                  "train.grad_accum", "train.lr_scheduler", "train.warmup_ratio", "train.optim",
+                  "train.weight_decay", "train.max_grad_norm", "train.gradient_checkpointing",
+                  "train.group_by_length")),
+    ("LoRA", ("lora.r", "lora.alpha", "lora.dropout", "lora.target_modules")),
+    ("Quantization", ("quantization.load_in_4bit", "quantization.quant_type", "quantization.double_quant",
+                      "quantization.compute_dtype")),
+    ("Model loading", ("model.attn_implementation", "model.trust_remote_code", "model.revision")),
+    ("Checkpoints, evaluation, logging", ("train.save_steps", "train.eval_steps", "train.save_total_limit",
+                                          "train.early_stopping_patience", "train.logging_steps", "train.seed",
+                                          "train.system_sample_interval")),
+]
+# A preset sets values; it never replaces the model and dataset chosen on steps 1 and 3.
+PRESET_KEEPS = ("model.name_or_path", "data.path", "data.format", "data.columns", "name")
+
+
+def list_presets(directory: Path | None = None) -> list[tuple[str, Path, str]]:
+    """(name, path, one-line description from the file's first comment) for presets/*.yaml."""
+    from tui_tuner import paths
+
+    d = directory or paths.presets_dir()
+    out = []
+    for p in sorted(d.glob("*.yaml")):
+        desc = ""
+        try:
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if line.startswith("#"):
+                    desc = line.lstrip("# ").strip()
+                    break
+                if line.strip():
+                    break
+        except OSError:
+            continue
+        out.append((p.stem, p, desc))
+    return out
+
+
+class HparamsStep(WizardStep):
+    step_id = "hparams"
+    title = "Hyperparameters"
+    FIELDS = tuple(p for _, paths in SECTIONS for p in paths)
+    DEFAULT_CSS = """
+    HparamsStep #hp-preset-row { height: auto; margin-top: 1; }
+    HparamsStep #hp-preset-label { width: 24; text-align: right; padding: 0 1 0 0; }
+    HparamsStep #hp-preset { width: 1fr; }
+    HparamsStep #hp-preset-help { color: $text-muted; padding-left: 24; }
+    HparamsStep #hp-summary { height: auto; border: round $secondary; padding: 0 1; margin-top: 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        self.presets = list_presets()
+        with Horizontal(id="hp-preset-row"):
+            yield Label("preset", id="hp-preset-label")
+            yield Select([(f"{n} — {d}" if d else n, n) for n, _, d in self.presets], prompt="(none: keep values)",
+                         id="hp-preset", compact=True)
+        yield Static("sets LoRA, quantization and training values; your model and dataset stay", id="hp-preset-help")
+        yield Static("", id="hp-summary")
+        for title, paths in SECTIONS:
+            yield Static(title, classes="section")
+            for p in paths:
+                yield ConfigField(p, self.state.get(p))
+
+    def first_focus(self):
+        return self.query_one("#e-train-learning_rate")
+
+    # -- presets --------------------------------------------------------------------------------
+    @on(Select.Changed, "#hp-preset")
+    def _preset(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.value == self.state.preset:
+            return
+        self.apply_preset(str(event.value))
+
+    def apply_preset(self, name: str) -> None:
+        path = next((p for n, p, _ in self.presets if n == name), None)
+        if path is None:
+            return
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            self.notify(f"{path}: cannot read preset: {str(e).splitlines()[0]}", severity="error")
+            return
+        if not isinstance(data, dict):
+            self.notify(f"{path}: a preset must be a mapping", severity="error")
+            return
+        self.state.preset = name
+        changed = self.state.apply(data, skip=PRESET_KEEPS)
+        self.notify(f"preset {name}: {len(changed)} values changed" if changed else f"preset {name}: nothing to change")
+        if changed:
+            self.screen.config_changed(changed)
+
+    # -- live summary ---------------------------------------------------------------------------
+    def on_show_step(self) -> None:
+        self.refresh_summary()
+
+    def on_config_changed(self, paths: list[str]) -> None:
+        if self.screen.current is self:
+            self.refresh_summary()
+
+    def refresh_summary(self) -> None:
+        cfg = self.state.try_config()
+        box = self.query_one("#hp-summary", Static)
+        if cfg is None:
+            box.update(Text("estimate paused: fix the fields marked in red", style="yellow"))
+            return
+        self._summary(cfg, self.state.vram_gib, self.state.data_result)
+
+    @work(thread=True, exclusive=True, group="hp-summary", exit_on_error=False)
+    def _summary(self, cfg: Any, vram: float | None, data_report: dict | None) -> None:
+        from tui_tuner import plan
+
+        t = Text()
+        try:
+            est = self.services.estimate(cfg, vram)
+        except UserError as e:
+            est = None
+            t.append(f"VRAM  no estimate: {e.one_line()}\n", style="yellow")
+        if est is not None:
+            t.append("VRAM  ", style="bold")
+            t.append(f"{est.total_gib:.2f} GiB peak ")
+            t.append_text(badge(fit_verdict(est, vram)))
+            t.append(f"  on {vram:.1f} GiB\n" if vram else "  (no GPU size: see the VRAM step)\n")
+        gpu = self.state.gpu
+        summary = plan.DataSummary.from_report(data_report) if data_report else None
+        spe, total, epochs = plan.schedule(cfg, summary.train_rows if summary else None)
+        history = self.services.throughput_history(cfg.model.name_or_path)
+        tps, source = plan.throughput(cfg, est.params if est else None, gpu.name if gpu else None, history)
+        t.append("Time  ", style="bold")
+        eff = cfg.train.batch_size * cfg.train.grad_accum
+        if spe:
+            t.append(f"{spe:,} steps per epoch (effective batch {eff}), {total:,} steps in all")
+        else:
+            t.append(f"effective batch {eff}; steps per epoch known once the dataset is inspected")
+        if tps and summary and summary.train_tokens:
+            t.append(f" · ≈ {plan.format_duration(summary.train_tokens / tps)} per epoch ({source})")
+        elif source:
+            t.append(f" · time: {source}", style="dim")
+        self.app.call_from_thread(self.query_one("#hp-summary", Static).update, t)

@@ -1,0 +1,169 @@
+"""Step 5 — review & launch: the plan (same text as `tui-tuner train CONFIG --dry-run`), the resolved
+YAML, save it anywhere (ctrl+s), launch (ctrl+n or the button) → the run's monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Button, Input, Label, Static
+
+from tui_tuner.errors import UserError
+from tui_tuner.ui.widgets.steps.base import WizardStep
+from tui_tuner.ui.widgets.steps.fields import ConfigField
+
+
+class ReviewStep(WizardStep):
+    step_id = "review"
+    title = "Review & launch"
+    FIELDS = ("name",)
+    DEFAULT_CSS = """
+    ReviewStep #review-plan { height: auto; border: round $secondary; padding: 0 1; margin-top: 1; }
+    ReviewStep #review-yaml { height: auto; border: round $panel; padding: 0 1; }
+    ReviewStep #review-save-row { height: auto; margin-top: 1; }
+    ReviewStep #review-save-label { width: 24; text-align: right; padding: 0 1 0 0; }
+    ReviewStep #review-save-path { width: 1fr; }
+    ReviewStep #review-buttons { height: auto; margin-top: 1; }
+    ReviewStep #review-buttons Button { margin-right: 2; }
+    ReviewStep #review-status { height: auto; }
+    """
+    BINDINGS = [Binding("ctrl+s", "save", "Save YAML", id="review-save")]
+
+    def compose(self) -> ComposeResult:
+        yield ConfigField("name", self.state.get("name"), placeholder="optional, e.g. support-bot-v1")
+        yield Static("", id="review-plan")
+        with Horizontal(id="review-save-row"):
+            yield Label("save config as", id="review-save-label")
+            yield Input(placeholder="path/to/run.yaml (enter or ctrl+s saves)", id="review-save-path", compact=True)
+        with Horizontal(id="review-buttons"):
+            yield Button("Launch training (ctrl+n)", id="review-launch", variant="primary")
+            yield Button("Save YAML (ctrl+s)", id="review-save-btn")
+        yield Static("", id="review-status")
+        yield Static("", id="review-yaml")
+
+    def first_focus(self):
+        return self.query_one("#review-launch")
+
+    def on_show_step(self) -> None:
+        self.refresh_plan()
+
+    def on_config_changed(self, paths: list[str]) -> None:
+        if self.screen.current is self:
+            self.refresh_plan()
+
+    def refresh_plan(self) -> None:
+        cfg = self.state.try_config()
+        if cfg is None:
+            errs = self.state.validate()
+            self.query_one("#review-plan", Static).update(Text("\n".join(f"✗ {v}" for v in errs.values()), style="red"))
+            self.query_one("#review-yaml", Static).update("")
+            return
+        self.query_one("#review-yaml", Static).update(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark",
+                                                             background_color="default"))
+        self.query_one("#review-plan", Static).update(Text("working out the plan…", style="dim"))
+        self._plan(cfg)
+
+    @work(thread=True, exclusive=True, group="review-plan", exit_on_error=False)
+    def _plan(self, cfg: Any) -> None:
+        from tui_tuner import plan as plan_mod
+
+        p = plan_mod.build_plan(cfg, data_report=self.state.data_result, inspect=False, gpu=self.state.gpu,
+                                vram_gib=self.state.vram_gib if self.state.gpu is None else None,
+                                history=self.services.throughput_history(cfg.model.name_or_path))
+        if self.state.data_error:
+            p.dataset_error = self.state.data_error
+        self.plan = p
+        self.app.call_from_thread(self.query_one("#review-plan", Static).update,
+                                  plan_mod.format_plan(p, yaml=False))
+
+    # -- save -----------------------------------------------------------------------------------
+    @on(Button.Pressed, "#review-save-btn")
+    def _save_pressed(self) -> None:
+        self.action_save()
+
+    @on(Input.Submitted, "#review-save-path")
+    def _save_submitted(self) -> None:
+        self.action_save()
+
+    def action_save(self) -> None:
+        path_input = self.query_one("#review-save-path", Input)
+        status = self.query_one("#review-status", Static)
+        text = path_input.value.strip()
+        if not text:
+            status.update(Text("type a file path to save to, e.g. ~/my-run.yaml", style="yellow"))
+            path_input.focus()
+            return
+        try:
+            cfg = self.state.config()
+        except UserError as e:
+            status.update(Text(e.one_line(), style="red"))
+            return
+        p = Path(text).expanduser()
+        if p.is_dir():
+            p = p / "run.yaml"
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(cfg.to_yaml(), encoding="utf-8")
+        except OSError as e:
+            status.update(Text(f"cannot save {p}: {e.strerror or e}", style="red"))
+            return
+        status.update(Text(f"saved {p} — train it later with `tui-tuner train {p}`", style="green"))
+
+    # -- launch ---------------------------------------------------------------------------------
+    @on(Button.Pressed, "#review-launch")
+    def _launch_pressed(self) -> None:
+        self.screen.action_next()
+
+    def blocking(self, errors: dict[str, str]) -> list[str]:
+        out = list(errors.values())  # any invalid field anywhere blocks the launch
+        if self.state.model_error:
+            out.append(self.state.model_error)
+        if self.state.data_error:
+            out.append(self.state.data_error)
+        return out
+
+    def launch(self) -> None:
+        p = getattr(self, "plan", None)
+        if p is not None and p.fit == "does not fit":
+            from tui_tuner.ui.screens.dialogs import ConfirmDialog
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._start()
+
+            self.app.push_screen(ConfirmDialog("Launch anyway?", f"{p.warnings[0] if p.warnings else ''}\n"
+                                               "It will probably stop with an out-of-memory error.",
+                                               yes="Launch anyway"), answered)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        self.query_one("#review-status", Static).update(Text("starting the training process…", style="bold"))
+        self.query_one("#review-launch", Button).disabled = True
+        self._launch(self.state.config())
+
+    @work(thread=True, exclusive=True, group="review-launch", exit_on_error=False)
+    def _launch(self, cfg: Any) -> None:
+        try:
+            run = self.services.launch(cfg)
+        except UserError as e:
+            self.app.call_from_thread(self._launch_failed, e.one_line())
+            return
+        self.app.call_from_thread(self._launched, str(run.path))
+
+    def _launch_failed(self, message: str) -> None:
+        self.query_one("#review-launch", Button).disabled = False
+        self.query_one("#review-status", Static).update(Text(f"✗ {message}", style="red"))
+        self.screen.say(message)
+
+    def _launched(self, run_path: str) -> None:
+        self.query_one("#review-launch", Button).disabled = False
+        self.app.last_run_path = run_path
+        self.app.pop_screen()
+        self.app.open_run(run_path)

@@ -1,0 +1,90 @@
+"""A stacked bar of the VRAM estimate: weights / LoRA + optimizer / activations / logits / overhead,
+then the headroom up to the GPU's size. Each part has its own glyph as well as its own colour, so it
+reads the same on a 16-colour terminal, over SSH, or in a screenshot without colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+# estimate.breakdown key → group shown in the bar
+GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    # name, glyph, style, breakdown keys
+    ("weights", "█", "blue", ("weights_4bit", "weights_16bit", "dequant_buffer")),
+    ("LoRA + optimizer", "▓", "magenta", ("lora_weights", "lora_grads", "optimizer")),
+    ("activations", "▒", "yellow", ("activations",)),
+    ("logits", "░", "red", ("logits",)),
+    ("overhead", "▞", "cyan", ("cuda_context", "allocator")),
+]
+HEADROOM = ("headroom", "·", "green")
+
+
+@dataclass
+class Segment:
+    name: str
+    gib: float
+    glyph: str
+    style: str
+
+
+def segments(breakdown: dict[str, float]) -> list[Segment]:
+    """Group the estimate's terms; any term not named above joins 'overhead' so the sum is kept."""
+    known = {k for *_, keys in GROUPS for k in keys}
+    out = []
+    for name, glyph, style, keys in GROUPS:
+        gib = sum(breakdown.get(k, 0.0) for k in keys)
+        if name == "overhead":
+            gib += sum(v for k, v in breakdown.items() if k not in known)
+        out.append(Segment(name, gib, glyph, style))
+    return out
+
+
+class VramBar(Widget):
+    DEFAULT_CSS = """
+    VramBar { height: auto; }
+    """
+    breakdown: reactive[dict[str, float]] = reactive(dict, layout=True)
+    capacity: reactive[float | None] = reactive(None, layout=True)
+
+    def set_data(self, breakdown: dict[str, float], capacity: float | None) -> None:
+        self.breakdown = dict(breakdown)
+        self.capacity = capacity
+
+    def render(self) -> Table:
+        width = max(10, self.size.width - 2)
+        segs = segments(self.breakdown)
+        total = sum(s.gib for s in segs)
+        cap = self.capacity
+        scale = max(total, cap or 0.0) or 1.0
+        bar = Text()
+        used_cols = 0
+        for s in segs:
+            n = int(round(s.gib / scale * width))
+            n = max(n, 1) if s.gib > 0.005 else 0
+            n = min(n, width - used_cols)
+            bar.append(s.glyph * n, style=s.style)
+            used_cols += n
+        if cap:
+            cap_col = int(round(cap / scale * width))
+            if used_cols < cap_col:
+                bar.append(HEADROOM[1] * (cap_col - used_cols), style=HEADROOM[2])
+            elif used_cols > cap_col:  # over the GPU: mark where it ends
+                bar = bar[:cap_col] + Text("|", style="bold") + bar[cap_col:]
+        legend = Text()
+        for s in segs:
+            legend.append(f"{s.glyph} ", style=s.style)
+            legend.append(f"{s.name} {s.gib:.2f}  ")
+        if cap:
+            head = cap - total
+            legend.append(f"{HEADROOM[1]} ", style=HEADROOM[2])
+            legend.append(f"headroom {head:.2f}" if head >= 0 else f"over by {-head:.2f}",
+                          style="" if head >= 0 else "bold red")
+        legend.append("  GiB", style="dim")
+        t = Table.grid()
+        t.add_row(Text("[") + bar + Text("]"))
+        t.add_row(legend)
+        return t
