@@ -42,7 +42,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256},
     "gemma2": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256},
     "gemma3_text": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256},
-    "phi": {"tie_word_embeddings": False, "qk_layernorm": False},
+    "phi": {"tie_word_embeddings": False, "qk_layernorm": False, "hidden_act": "gelu_new"},
     "phi3": {"tie_word_embeddings": False},
     "falcon": {"tie_word_embeddings": True, "bias": False, "multi_query": True, "parallel_attn": True,
                "new_decoder_architecture": False, "alibi": False},
@@ -84,7 +84,15 @@ class Arch:
     mlp_kind: str = "gated"  # "gated" (SwiGLU/GeGLU: gate, up, down) or "dense" (fc1, fc2)
     norm_kind: str = "rms"  # "rms" or "layer"
     norms_per_layer: int = 2  # how many hidden-size norms run per layer (activation memory)
+    hidden_act: str | None = None
     exact: bool = True  # False: unknown family, Llama-shaped approximation
+    # bitsandbytes 4-bit replaces only modules whose type *is* nn.Linear (transformers 5.x
+    # integrations/bitsandbytes.py); Falcon's FalconLinear subclass stays in 16-bit.
+    quantizable: bool = True
+    # Gemma 2's attention softcapping has no SDPA path in transformers 5.x: eager or flash only.
+    supports_sdpa: bool = True
+    fused_qkv: bool = False  # one qkv Linear whose output storage stays alive through the v view (Phi-3)
+    attn_softcapping: bool = False
     notes: list[str] = field(default_factory=list)
 
     # -- counts ----------------------------------------------------------------------------------
@@ -217,7 +225,8 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
     maxpos = _get(cfg, "max_position_embeddings")
     common = dict(model_type=mt or "unknown", hidden_size=h, intermediate_size=I, num_layers=L, num_heads=a,
                   num_kv_heads=kv, head_dim=hd, vocab_size=V, max_position_embeddings=maxpos,
-                  tie_word_embeddings=tie, notes=notes)
+                  tie_word_embeddings=tie, notes=notes,
+                  hidden_act=cfg.get("hidden_activation") or cfg.get("hidden_act") or cfg.get("activation"))
 
     if mt == "phi":
         qk_ln = 2 * 2 * hd if cfg.get("qk_layernorm") else 0
@@ -227,7 +236,7 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
                                    Linear("fc1", h, I, True), Linear("fc2", I, h, True)],
                     layer_norm_params=2 * h + qk_ln, final_norm_params=2 * h)
     if mt == "phi3":
-        return Arch(**common, layer_linears=[Linear("qkv_proj", h, a * hd + 2 * kv * hd),
+        return Arch(**common, fused_qkv=True, layer_linears=[Linear("qkv_proj", h, a * hd + 2 * kv * hd),
                                              Linear("o_proj", a * hd, h),
                                              Linear("gate_up_proj", h, 2 * I), Linear("down_proj", I, h)],
                     layer_norm_params=2 * h, final_norm_params=h)
@@ -251,7 +260,9 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
         else:
             n_ln = cfg.get("num_ln_in_parallel_attn") or 1
         common.update(head_dim=hd, intermediate_size=I, num_kv_heads=kv)
-        return Arch(**common, mlp_kind="dense", norm_kind="layer", norms_per_layer=n_ln,
+        common["notes"] = notes + ["transformers' 4-bit loading skips FalconLinear (a subclass of nn.Linear): "
+                                   "Falcon's weights stay 16-bit, so 'QLoRA' costs 2 bytes per parameter"]
+        return Arch(**common, mlp_kind="dense", norm_kind="layer", norms_per_layer=n_ln, quantizable=False,
                     layer_linears=[Linear("query_key_value", h, qkv_out, bias), Linear("dense", h, h, bias),
                                    Linear("dense_h_to_4h", h, I, bias), Linear("dense_4h_to_h", I, h, bias)],
                     layer_norm_params=n_ln * 2 * h, final_norm_params=2 * h)
@@ -272,7 +283,12 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
         extra = 2 * hd  # q_norm, k_norm over head_dim
     if mt == "olmo2":
         extra = a * hd + kv * hd  # q_norm over all heads, k_norm over kv heads
-    return Arch(**common, exact=exact, norms_per_layer=norms,
+    if mt == "gemma2":
+        common["notes"] = notes + ["Gemma 2 has no SDPA attention in transformers 5.x (logit softcapping): "
+                                   "use model.attn_implementation eager (stores batch x heads x seq² scores) "
+                                   "or flash_attention_2"]
+    return Arch(**common, exact=exact, norms_per_layer=norms, supports_sdpa=mt != "gemma2",
+                attn_softcapping=mt == "gemma2" and cfg.get("attn_logit_softcapping") is not None,
                 layer_linears=[Linear("q_proj", h, a * hd, qkv_bias), Linear("k_proj", h, kv * hd, qkv_bias),
                                Linear("v_proj", h, kv * hd, qkv_bias), Linear("o_proj", a * hd, h, o_bias),
                                Linear("gate_proj", h, I, mlp_bias), Linear("up_proj", h, I, mlp_bias),

@@ -69,6 +69,7 @@ class TrainSettings:
     attn_implementation: str = "sdpa"
     eval_batch_size: int | None = None  # None = same as batch_size (what the worker does)
     evaluate: bool = True
+    device: str = "cuda"  # where training runs: "cuda" (the estimate's purpose) or "cpu"
 
     @property
     def compute_bytes(self) -> int:
@@ -134,18 +135,18 @@ def quantized_tensor_bytes(n: int, double_quant: bool = True, blocksize: int = B
     packed = -(-n // 2)
     code = 16 * 4
     if double_quant:
-        return packed + code + blocks + 4 * -(-blocks // BNB_NESTED_BLOCKSIZE) + 4
+        # uint8 absmax + fp32 absmax of the nested blocks + fp32 offset + the nested 256-entry fp32
+        # code, which bitsandbytes keeps per tensor after loading (measured: not shared)
+        return packed + code + blocks + 4 * -(-blocks // BNB_NESTED_BLOCKSIZE) + 4 + 256 * 4
     return packed + code + 4 * blocks
 
 
 def weight_bytes(arch: Arch, s: TrainSettings) -> dict[str, int]:
     """Base-model weights: the 4-bit Linears and the modules kept in 16-bit."""
     cb = s.compute_bytes
-    if not s.load_in_4bit:
+    if not s.load_in_4bit or not arch.quantizable:
         return {"weights_4bit": 0, "weights_16bit": arch.param_count * cb}
     q = arch.num_layers * sum(quantized_tensor_bytes(m.d_in * m.d_out, s.double_quant) for m in arch.layer_linears)
-    if s.double_quant:
-        q += 256 * 4  # the shared fp32 code of the nested (8-bit dynamic) quantization
     return {"weights_4bit": q, "weights_16bit": arch.unquantized_params * cb}
 
 
@@ -175,41 +176,67 @@ def optimizer_state_bytes(sizes: list[int], optim: str) -> int:
 def lora_bytes(arch: Arch, s: TrainSettings) -> dict[str, int]:
     sizes = lora_tensor_sizes(arch, s)
     n = sum(sizes)
-    # PEFT keeps adapter weights in fp32 (autocast_adapter_dtype) → fp32 weights and fp32 grads.
-    return {"lora_weights": 4 * n, "lora_grads": 4 * n, "optimizer": optimizer_state_bytes(sizes, s.optim)}
+    # PEFT keeps adapter weights in fp32 (autocast_adapter_dtype) → fp32 weights and fp32 grads;
+    # autocast keeps a compute-dtype copy of each adapter weight while the forward runs.
+    copies = s.compute_bytes * n if s.compute_bytes < 4 else 0
+    return {"lora_weights": 4 * n + copies, "lora_grads": 4 * n, "optimizer": optimizer_state_bytes(sizes, s.optim)}
 
 
 # --- per-token terms --------------------------------------------------------------------------
-def layer_activation_bytes_per_token(arch: Arch, s: TrainSettings) -> float:
-    """Bytes saved for backward by one decoder layer per token (no checkpointing), SDPA/flash.
+# Bytes per element of what LoRA dropout saves for backward: a bool mask from CUDA's fused
+# native_dropout; CPU's composite dropout keeps a noise tensor in the input's dtype (fp32 here,
+# since PEFT casts the input to the fp32 adapter dtype first). Measured on CPU (measure.LiveBytes).
+DROPOUT_MASK_BYTES = {"cuda": 1, "cpu": 4}
+# Activations an MLP's nonlinearity keeps, in units of [tokens x intermediate] compute-dtype
+# tensors: fused SiLU/GELU keep their input; HF's "gelu_new" is written out in Python (tanh
+# formula) and keeps several intermediates.
+_ACT_SAVED = {"gelu_new": 4.0}
 
-    Structure (vram-method §4): the tensors each op keeps for its backward in bf16, RMSNorm's fp32
-    upcast, the gated MLP's four I-sized tensors; plus what PEFT's LoRA path saves: for each adapted
-    Linear the bf16 copy of its input that lora_A's autocast matmul keeps (+ the dropout mask when
-    lora_dropout > 0). 4-bit base Linears save nothing (bnb MatMul4Bit keeps only the weight).
+
+def layer_activation_bytes_per_token(arch: Arch, s: TrainSettings) -> float:
+    """Bytes one decoder layer keeps for backward per token (no checkpointing), SDPA/flash.
+
+    Itemised from what autograd actually saves on the worker's path (checked op by op with
+    `measure.LiveBytes` on CPU): RMSNorm's fp32 upcast; rotated q and k, v, the attention output
+    and its log-sum-exp; for a gated MLP the gate and up outputs and act(gate) (the product feeds a
+    4-bit Linear, which keeps nothing); for every adapted Linear, the compute-dtype copy of its input
+    that lora_A's autocast matmul keeps, lora_A's r-wide output, and the dropout mask when
+    lora_dropout > 0. bitsandbytes' 4-bit matmul keeps only the (already resident) weight.
     """
     cb = s.compute_bytes
     h, I = arch.hidden_size, arch.intermediate_size
     q_dim = arch.num_heads * arch.head_dim
     kv_dim = arch.num_kv_heads * arch.head_dim
-    norm = arch.norms_per_layer * (4 * h + cb * h)  # fp32 upcast input + normalized output
-    attn = cb * (q_dim + 2 * kv_dim) * 2 + cb * q_dim + 4 * arch.num_heads  # q,k,v (+rope copies), out, lse
+    norm = arch.norms_per_layer * (4 * h + 4)
+    attn = cb * (2 * q_dim + 2 * kv_dim) + 4 * arch.num_heads
+    if arch.fused_qkv:
+        attn += cb * (q_dim + kv_dim)  # the whole fused qkv output stays alive behind v
+    if attention_impl(arch, s) == "eager" and arch.num_kv_heads < arch.num_heads:
+        attn += cb * 2 * q_dim  # repeat_kv's expanded copies of k and v
+    act = _ACT_SAVED.get(arch.hidden_act or "", 1.0)
     if arch.mlp_kind == "gated":
-        mlp = cb * 4 * I  # gate out, up out, act(gate), act*up
+        mlp = cb * (2 + act) * I  # gate out, up out, act(gate)
     else:
-        mlp = cb * 2 * I  # fc1 out, act(fc1)
-    residual = cb * 2 * h
-    lora = 0.0
-    for m in arch.lora_modules(s.target_modules):
-        lora += cb * m.d_in + (1 if s.lora_dropout > 0 else 0) * m.d_in + 4 * s.lora_r
-    return norm + attn + mlp + residual + lora
+        mlp = cb * act * I  # fc1 out (kept by the activation)
+    mask = DROPOUT_MASK_BYTES.get(s.device, 1) if s.lora_dropout > 0 else 0
+    lora = sum((cb + mask) * m.d_in + cb * s.lora_r for m in arch.lora_modules(s.target_modules))
+    return norm + attn + mlp + lora
+
+
+def attention_impl(arch: Arch, s: TrainSettings) -> str:
+    """The attention the run will really use: a model without SDPA support falls back to eager."""
+    if s.attn_implementation == "sdpa" and not arch.supports_sdpa:
+        return "eager"
+    return s.attn_implementation
 
 
 def eager_attention_bytes(arch: Arch, s: TrainSettings, batch: int, seq: int) -> float:
-    """Eager attention materializes [batch, heads, seq, seq] scores: fp32 softmax output + bf16 probs."""
-    if s.attn_implementation != "eager":
+    """Eager attention keeps [batch, heads, seq, seq] tensors per layer: the fp32 softmax output,
+    its compute-dtype copy for the value matmul (+ the tanh output with logit softcapping)."""
+    if attention_impl(arch, s) != "eager":
         return 0.0
-    return batch * arch.num_heads * seq * seq * (4 + s.compute_bytes)
+    per = 4 + s.compute_bytes + (s.compute_bytes if arch.attn_softcapping else 0)
+    return batch * arch.num_heads * seq * seq * per
 
 
 @dataclass
@@ -226,17 +253,31 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
     static.update(weight_bytes(arch, s))
     static.update(lora_bytes(arch, s))
     # bnb dequantizes each 4-bit weight to the compute dtype for its matmul (one at a time).
-    static["dequant_buffer"] = arch.max_linear_weight * cb if s.load_in_4bit else 0
+    static["dequant_buffer"] = arch.max_linear_weight * cb if (s.load_in_4bit and arch.quantizable) else 0
 
     per_layer = layer_activation_bytes_per_token(arch, s) * N + eager_attention_bytes(arch, s, batch, seq)
     h = arch.hidden_size
+    # eager attention also builds one [batch, 1, seq, seq] causal mask for the whole model
+    mask = batch * seq * seq * cb if attention_impl(arch, s) == "eager" else 0
+    logits = N * arch.vocab_size * LOGITS_TRAIN_BYTES
+    grads = 2 * N * h * cb  # incoming and outgoing hidden-state gradients during backward
     if s.gradient_checkpointing:
-        # each layer's input is kept; one layer is recomputed in full during its backward,
-        # with the incoming and outgoing hidden-state gradients.
-        acts = arch.num_layers * N * h * cb + per_layer + 2 * N * h * cb
+        # Each layer's input is kept. The peak is either at the loss (checkpoints + logits buffers)
+        # or while one layer is recomputed during its backward — whichever is larger.
+        ckpt = arch.num_layers * N * h * cb
+        # While a layer is recomputed, transients come on top of what it saves: the widest LoRA
+        # input's fp32 cast (and fp32 dropout output) and, in a gated MLP, the act(gate)*up product.
+        widest = max((m.d_in for m in arch.lora_modules(s.target_modules)), default=0)
+        transient = widest * (4 + cb + (4 if s.lora_dropout > 0 else 0))
+        transient += cb * arch.intermediate_size if arch.mlp_kind == "gated" else 0
+        recompute = per_layer + grads + N * transient
+        if logits >= recompute:
+            train = {"activations": ckpt + grads + mask, "logits": logits}
+        else:
+            train = {"activations": ckpt + recompute + mask, "logits": 0.0}
     else:
-        acts = arch.num_layers * per_layer + 2 * N * h * cb
-    train = {"activations": acts, "logits": N * arch.vocab_size * LOGITS_TRAIN_BYTES}
+        # Everything every layer saved is alive when the loss is computed.
+        train = {"activations": arch.num_layers * per_layer + grads + mask, "logits": logits}
     eb = s.eval_batch_size or batch
     eval_N = eb * seq if s.evaluate else 0
     # no_grad forward: nothing is kept per layer; one layer's temporaries, then the logits/loss.
@@ -287,7 +328,7 @@ def estimate(arch: Arch, s: TrainSettings, *, vram_gib: float | None = None, mod
     N = s.batch_size * seq
     slope = (train_dyn * (1 + ALLOCATOR_OVERHEAD)) / N if N else 0.0
     notes = list(arch.notes)
-    if s.attn_implementation == "eager":
+    if s.attn_implementation == "eager" and arch.supports_sdpa:
         notes.append("eager attention stores batch x heads x seq² scores: use sdpa to save memory")
     return Estimate(
         model=model, total_gib=total / GIB, breakdown={k: v / GIB for k, v in breakdown_b.items()},
@@ -364,7 +405,7 @@ def rank_knobs(arch: Arch, s: TrainSettings, vram_gib: float | None = None) -> l
         cands.append(("LoRA on q_proj, v_proj only", replace(s, target_modules=["q_proj", "v_proj"])))
     if not s.double_quant and s.load_in_4bit:
         cands.append(("double quantization on", replace(s, double_quant=True)))
-    if s.attn_implementation == "eager":
+    if s.attn_implementation == "eager" and arch.supports_sdpa:
         cands.append(("sdpa attention instead of eager", replace(s, attn_implementation="sdpa")))
     out = []
     for label, s2 in cands:
