@@ -72,8 +72,8 @@ class VramBar(Widget):
             cap_col = int(round(cap / scale * width))
             if used_cols < cap_col:
                 bar.append(HEADROOM[1] * (cap_col - used_cols), style=HEADROOM[2])
-            elif used_cols > cap_col:  # over the GPU: mark where it ends
-                bar = bar[:cap_col] + Text("|", style="bold") + bar[cap_col:]
+            elif used_cols > cap_col and 0 < cap_col < used_cols:  # over the GPU: mark where it ends
+                bar = bar[:cap_col] + Text("|", style="bold reverse") + bar[cap_col + 1:]
         legend = Text()
         for s in segs:
             legend.append(f"{s.glyph} ", style=s.style)

@@ -67,7 +67,7 @@ class VramStep(WizardStep):
     DEFAULT_CSS = """
     VramStep #vram-gpu { height: auto; margin-top: 1; }
     VramStep #vram-size-row { height: auto; }
-    VramStep #vram-size-label { padding: 1 1 0 0; }
+    VramStep #vram-size-label { padding: 0 1 0 0; }
     VramStep #vram-size { width: 14; }
     VramStep #vram-summary { height: auto; margin-top: 1; }
     VramStep VramBar { margin-top: 1; }
@@ -80,7 +80,7 @@ class VramStep(WizardStep):
         yield Static("detecting the GPU…", id="vram-gpu")
         with Horizontal(id="vram-size-row"):
             yield Label("GPU size to plan for (GiB):", id="vram-size-label")
-            yield Input(placeholder="e.g. 24", id="vram-size")
+            yield Input(placeholder="e.g. 24", id="vram-size", compact=True)
         yield Static("", id="vram-size-error", classes="step-error")
         yield Static("", id="vram-summary")
         yield VramBar(id="vram-bar")
@@ -181,9 +181,12 @@ class VramStep(WizardStep):
         t.append(f"          {est.total_gib:.2f} GiB peak ({est.phase} pass)  ")
         verdict = fit_verdict(est, vram)
         t.append_text(badge(verdict))
-        if vram:
-            t.append(f"  on {vram:.1f} GiB, keeping {est.margin_gib:.2f} GiB free; "
-                     f"headroom {est.headroom_gib:+.2f} GiB")
+        if vram and est.headroom_gib is not None and est.headroom_gib >= 0:
+            t.append(f"  on {vram:.1f} GiB: {est.headroom_gib:.2f} GiB to spare beyond the "
+                     f"{est.margin_gib:.2f} GiB safety margin")
+        elif vram and est.headroom_gib is not None:
+            t.append(f"  on {vram:.1f} GiB: {-est.headroom_gib:.2f} GiB too much, counting the "
+                     f"{est.margin_gib:.2f} GiB safety margin")
         else:
             t.append("  give a GPU size above to check the fit")
         for note in est.notes[:2]:
