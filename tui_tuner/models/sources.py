@@ -129,11 +129,26 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
     return _download_config(ref, revision)
 
 
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache, resolved from the environment now (huggingface_hub reads it once
+    at import): HF_HUB_CACHE, the legacy HUGGINGFACE_HUB_CACHE, HF_HOME/hub, else the default."""
+    import os
+
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return os.path.expanduser(os.environ[var])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
 def _cached_config(repo_id: str, revision: str | None) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision, cache_dir=hub_cache_dir())
     except Exception:  # malformed id for the cache layout, unreadable cache…
         return None
     return Path(hit) if isinstance(hit, str) else None
@@ -147,7 +162,7 @@ def _download_config(repo_id: str, revision: str | None) -> ModelSource:
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     try:
-        cfg = Path(hf_hub_download(repo_id, "config.json", revision=revision))
+        cfg = Path(hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=hub_cache_dir()))
     except GatedRepoError:
         raise UserError(f"{repo_id} is gated on the Hugging Face hub",
                         hint="accept its license on huggingface.co and run `hf auth login`") from None
@@ -163,7 +178,7 @@ def _download_config(repo_id: str, revision: str | None) -> ModelSource:
                         hint="connect to the internet once, or use a local folder or 'demo'") from None
     for fn in TOKENIZER_FILES:  # small; needed to show the chat template and tokenize later
         try:
-            hf_hub_download(repo_id, fn, revision=revision)
+            hf_hub_download(repo_id, fn, revision=revision, cache_dir=hub_cache_dir())
         except Exception:  # optional files
             pass
     return _from_dir(repo_id, "hub", cfg.parent, revision=revision)
@@ -219,7 +234,7 @@ def cached_models(cache_dir: str | Path | None = None) -> list[ModelSource]:
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir(cache_dir)
+        info = scan_cache_dir(cache_dir or hub_cache_dir())
     except CacheNotFound:
         return []
     except OSError:
