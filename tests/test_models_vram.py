@@ -202,3 +202,14 @@ def test_compare_with_measured_takes_the_context_off():
     cmp = compare_with_measured(e, measured)
     assert cmp["error_gib"] == pytest.approx(0, abs=1e-3)
     assert compare_with_measured(e, None) is None
+
+
+@pytest.mark.parametrize("gb", [8, 12, 16, 24])
+def test_gpu_presets_are_valid_configs_that_fit_their_gpu(gb):
+    from tui_tuner import paths
+    from tui_tuner.config import load_config
+
+    cfg = load_config(paths.presets_dir() / f"gpu-{gb}gb.yaml")
+    e = estimate_for_config(cfg, vram_gib=gb)
+    assert e.fits, (gb, e.total_gib)
+    assert f"{gb} GB GPU" in (paths.presets_dir() / f"gpu-{gb}gb.yaml").read_text().splitlines()[0]
