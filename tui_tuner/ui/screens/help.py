@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 EVERYWHERE = [
     ("tab / shift+tab", "move between fields and buttons"),
+    ("↑ ↓ pgup pgdn", "move in lists and scroll"),
     ("enter", "choose, press, or confirm a field"),
     ("space", "toggle a checkbox, open a list"),
     ("esc", "back: previous step, or close this overlay"),
@@ -44,7 +45,10 @@ class HelpScreen(ModalScreen[None]):
         app = screen.app
         for key, active in screen.active_bindings.items():
             b = active.binding
-            if not b.description or b.action in ("help", "quit", "app.quit", "command_palette"):
+            if not type(active.node).__module__.startswith("tui_tuner"):
+                continue  # Textual's own widget keys (arrows, home/end…) are in "Everywhere" or obvious
+            if not b.description or b.action in ("help", "quit", "app.quit", "command_palette", "app.focus_next",
+                                                 "app.focus_previous", "screen.copy_text"):
                 continue
             label = app.get_key_display(b)
             if (label, b.description) in seen:

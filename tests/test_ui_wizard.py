@@ -1,0 +1,190 @@
+"""Pilot tests of the app shell and the wizard, driven with the keyboard only, on the real core
+(no GPU here: the no-GPU path is the real one)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from ui_fixtures import field_error, screen_text, wait_until, wizard
+
+from tui_tuner.ui.app import TunerApp
+
+SIZE = (100, 30)
+
+
+async def open_wizard(pilot) -> None:
+    await pilot.press("n")
+    await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "WizardScreen", what="the wizard")
+    await wait_until(pilot, lambda: pilot.app.screen.state.gpu_checked, what="GPU detection")
+
+
+async def palette_go(pilot, step: int) -> None:
+    """Jump to a step through the command palette (keyboard only)."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*f"step {step}")
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "WizardScreen"
+                     and pilot.app.screen.index == step - 1, what=f"step {step}")
+
+
+async def choose_model_ref(pilot, ref: str) -> None:
+    """Type a model reference into the field under the list and press enter."""
+    scr = wizard(pilot.app)
+    scr.query_one("#model-ref").focus()
+    await pilot.press(*ref, "enter")
+    await wait_until(pilot, lambda: scr.state.model_entry is not None or scr.state.model_error, what="model lookup")
+
+
+async def test_home_lists_running_runs_first(fresh_home):
+    import psutil
+
+    from tui_tuner import paths
+    from tui_tuner.rundir import RunDir, Status
+
+    old = RunDir(paths.runs_dir() / "20260101-000000-done")
+    old.path.mkdir()
+    old.write_status(Status(run_id=old.run_id, state="completed", step=30, total_steps=30, model="demo"))
+    live = RunDir(paths.runs_dir() / "20250101-000000-live")  # older id, but running: listed first
+    live.path.mkdir()
+    me = psutil.Process(os.getpid())
+    live.write_status(Status(run_id=live.run_id, state="running", pid=me.pid, pid_create_time=me.create_time(),
+                             step=3, total_steps=30, model="demo", started_at=time.time()))
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#home-runs")
+        await wait_until(pilot, lambda: table.row_count == 2, what="runs listed")
+        assert [str(k.value) for k in table.rows] == [live.run_id, old.run_id]
+        assert "running" in str(table.get_row_at(0)[1]) and table.get_row_at(0)[2] == "3/30"
+
+
+async def test_bad_model_path_is_shown_inline_and_blocks_next(fresh_home, tmp_path):
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        missing = str(tmp_path / "no-such-model")
+        await choose_model_ref(pilot, missing)
+        scr = wizard(app)
+        err = str(scr.query_one("#model-ref-error").content)
+        assert f"model path does not exist: {missing}" in err  # the core's own words
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert scr.current.step_id == "model"
+        assert "model path does not exist" in str(scr.query_one("#wizard-msg").content)
+
+
+async def test_no_gpu_asks_for_a_size_then_fits_and_autofits(fresh_home):
+    from tui_tuner.config import RunConfig
+    from tui_tuner.models.vram import estimate_for_config
+
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        scr = wizard(app)
+        assert scr.state.gpu is None  # this machine has no NVIDIA GPU: the real no-GPU path
+        await choose_model_ref(pilot, "Qwen/Qwen2.5-0.5B-Instruct")  # a model card: works offline
+        assert scr.state.model_entry.name == "Qwen/Qwen2.5-0.5B-Instruct"
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: scr.current.step_id == "vram", what="VRAM step")
+        assert "no NVIDIA GPU detected" in screen_text(app)
+        assert app.focused.id == "vram-size"
+        await pilot.press(*"abc")
+        await pilot.pause()
+        assert "'abc' is not a number of GiB" in str(scr.query_one("#vram-size-error").content)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert scr.current.step_id == "vram", "an invalid GPU size must block next"
+        await pilot.press("ctrl+u", *"2")  # a 2 GiB GPU: 4 × 1024 tokens of a 0.5B model do not fit
+        cfg = RunConfig()
+        cfg.model.name_or_path = "Qwen/Qwen2.5-0.5B-Instruct"
+        want = estimate_for_config(cfg, 2.0)
+        assert want.fits is False
+        summary = scr.query_one("#vram-summary")
+        await wait_until(pilot, lambda: "DOES NOT FIT" in str(summary.content), what="the fit verdict")
+        assert f"{want.total_gib:.2f} GiB peak" in str(summary.content)
+        step = scr.current
+        await wait_until(pilot, lambda: step.suggestion is not None, what="an auto-fit suggestion")
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        b, a = scr.state.get("train.batch_size"), scr.state.get("train.grad_accum")
+        cfg.train.batch_size, cfg.train.grad_accum = b, a
+        cfg.data.max_length = scr.state.get("data.max_length")
+        assert estimate_for_config(cfg, 2.0).fits, "auto-fit must produce settings that fit"
+        assert (b, a) != (4, 4) or cfg.data.max_length != 1024
+        await wait_until(pilot, lambda: "DOES NOT FIT" not in str(summary.content)
+                         and ("FITS" in str(summary.content) or "TIGHT" in str(summary.content)), what="the new verdict")
+
+
+async def test_invalid_value_blocks_next_with_the_core_message(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 4)
+        scr = wizard(app)
+        assert app.focused.id == "e-train-learning_rate"
+        await pilot.press("tab", "tab", "tab")  # epochs → max steps → batch size
+        assert app.focused.id == "e-train-batch_size"
+        await pilot.press("ctrl+u", "0")
+        await pilot.pause()
+        msg = "train.batch_size: 0 is out of range (must be >= 1 and <= 4096)"
+        assert field_error(app, "train.batch_size") == msg
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert scr.current.step_id == "hparams"
+        assert msg in str(scr.query_one("#wizard-msg").content)
+        await pilot.press("ctrl+u", *"8")
+        await pilot.pause()
+        assert field_error(app, "train.batch_size") is None
+        assert scr.state.get("train.batch_size") == 8
+
+
+async def test_going_back_and_forth_keeps_every_value(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 4)
+        scr = wizard(app)
+        await pilot.press("ctrl+u", *"1e-4")  # learning rate (focused first)
+        await pilot.press("tab", "ctrl+u", "3")  # epochs
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert scr.current.step_id == "dataset"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert scr.current.step_id == "vram"
+        await pilot.press(*"16")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert scr.current.step_id == "model"
+        await pilot.press("escape")  # leaves the wizard; the app keeps the state for the session
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HomeScreen"
+        await open_wizard(pilot)
+        scr = wizard(app)
+        await palette_go(pilot, 4)
+        assert scr.state.get("train.learning_rate") == "1e-4"
+        assert scr.query_one("#e-train-learning_rate").value == "1e-4"
+        assert scr.query_one("#e-train-num_epochs").value == "3"
+        assert scr.state.config().train.learning_rate == pytest.approx(1e-4)
+        await palette_go(pilot, 2)
+        assert scr.query_one("#vram-size").value == "16" and scr.state.vram_gib == 16.0
+
+
+async def test_help_overlay_lists_the_wizard_keys(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        text = screen_text(app)
+        for words in ("^n", "Next", "esc", "Back", "command palette", "ctrl+q"):
+            assert words in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "WizardScreen"
+        assert wizard(app).current.step_id == "model", "closing help must not also go back a step"
