@@ -120,3 +120,27 @@ def test_architecture_math_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
+
+
+@pytest.mark.parametrize("case", ["llama", "phi3", "falcon multi-query", "gemma2"])
+def test_meta_arch_agrees_with_the_analytic_one(case):
+    from tui_tuner.models.meta import arch_from_meta
+
+    cfg = {**TINY, **TINY_CASES[case]}
+    cfg.setdefault("model_type", case)
+    a, m = arch_from_config(cfg), arch_from_meta(cfg)
+    assert m.param_count == a.param_count
+    assert sorted(m.layer_linears, key=lambda x: x.name) == sorted(a.layer_linears, key=lambda x: x.name)
+    assert m.quantizable == a.quantizable  # Falcon's FalconLinear is not a plain nn.Linear
+
+
+def test_unknown_family_gets_exact_numbers_from_the_meta_device():
+    from tui_tuner.models.meta import arch_from_meta
+
+    cfg = dict(model_type="gpt_neox", hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+               num_attention_heads=4, vocab_size=300, max_position_embeddings=128)
+    approx = arch_from_config(cfg)
+    exact = arch_from_meta(cfg)
+    assert not approx.exact and exact.exact
+    assert exact.param_count == meta_model(cfg).num_parameters()
+    assert sorted(exact.linear_names()) == ["dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"]

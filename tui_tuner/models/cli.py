@@ -60,6 +60,10 @@ def cmd_estimate(args) -> int:
     s = _settings(args)
     src = _resolve(args.model)
     arch = arch_from_config(src.config, source=src.label)
+    if not arch.exact:  # a family the pure-Python math does not know: ask transformers (meta device)
+        from tui_tuner.models.meta import arch_from_meta
+
+        arch = arch_from_meta(src.config)
     arch.lora_modules(s.target_modules)  # validate targets early
     gpu = None
     vram = args.vram
