@@ -57,13 +57,19 @@ def read_runs() -> list[RunRow]:
     return rows
 
 
+HOW = ("A new fine-tune walks through: model → VRAM fit → dataset → hyperparameters → launch. "
+       "Training runs in the background: closing this app or the SSH session does not stop it.")
+
+
 class HomeScreen(Screen):
     HELP_TITLE = "Home"
     HELP_TEXT = "Start a new fine-tune, or pick a run to watch it or chat with it."
     DEFAULT_CSS = """
     HomeScreen #home-title { height: 1; padding: 0 1; background: $primary; color: $text; text-style: bold; }
     HomeScreen #home-body { height: 1fr; }
-    HomeScreen #home-actions { width: 30; border: round $primary; height: auto; max-height: 100%; }
+    HomeScreen #home-left { width: 30; }
+    HomeScreen #home-actions { border: round $primary; height: auto; }
+    HomeScreen #home-how { color: $text-muted; padding: 1 1 0 1; height: 1fr; }
     HomeScreen #home-runs-box { width: 1fr; border: round $secondary; }
     HomeScreen #home-runs { height: 1fr; }
     HomeScreen #home-empty { color: $text-muted; padding: 0 1; }
@@ -87,7 +93,9 @@ class HomeScreen(Screen):
                 id="home-actions",
             )
             actions.border_title = "Start"
-            yield actions
+            with Vertical(id="home-left"):
+                yield actions
+                yield Static(HOW, id="home-how")
             with Vertical(id="home-runs-box") as box:
                 box.border_title = "Runs (running first) — enter: monitor"
                 table: DataTable = DataTable(id="home-runs", cursor_type="row", zebra_stripes=False)

@@ -49,9 +49,9 @@ class ModelStep(WizardStep):
     DEFAULT_CSS = """
     ModelStep { overflow-y: hidden; }
     ModelStep #model-cols { height: 1fr; }
-    ModelStep #model-left { width: 1fr; height: 1fr; }
+    ModelStep #model-left { width: 3fr; height: 1fr; }
     ModelStep #model-list { height: 1fr; min-height: 6; border: round $primary; }
-    ModelStep #model-details { width: 1fr; height: 1fr; border: round $secondary; padding: 0 1; overflow-y: auto; }
+    ModelStep #model-details { width: 2fr; height: 1fr; border: round $secondary; padding: 0 1; overflow-y: auto; }
     ModelStep #model-ref { width: 1fr; }
     ModelStep #model-ref-row { height: auto; }
     ModelStep #model-ref-label { padding: 0 1 0 1; }

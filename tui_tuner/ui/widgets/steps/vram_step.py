@@ -170,7 +170,7 @@ class VramStep(WizardStep):
             bar.display = False
             self.suggestion = None
             self.query_one("#vram-fit", Static).update("")
-            self.query_one("#vram-apply", Button).disabled = True
+            self.query_one("#vram-apply", Button).display = False
             return
         bar.display = True
         s = est.settings
@@ -211,7 +211,9 @@ class VramStep(WizardStep):
                     ft.append(f"  -{k['saves_gib']:.2f} GiB  {k['change']}" + ("  → fits" if k.get("fits") else "") + "\n")
         summary_fit = self.query_one("#vram-fit", Static)
         summary_fit.update(ft)
-        self.query_one("#vram-apply", Button).disabled = not (self.suggestion and self.suggestion.changes)
+        apply = self.query_one("#vram-apply", Button)
+        apply.display = True
+        apply.disabled = not (self.suggestion and self.suggestion.changes)
 
     @on(Button.Pressed, "#vram-apply")
     def _apply_pressed(self) -> None:
