@@ -42,3 +42,53 @@ def field_error(app, path: str) -> str | None:
     from tui_tuner.ui.widgets.steps.fields import ConfigField
 
     return app.screen.query_one("#f-" + path.replace(".", "-"), ConfigField).error
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed data for snapshot tests: what the screen shows must not depend on the machine (GPU, HF
+# cache, paths, earlier runs). Everything else is the real core (estimates, validation, plan).
+
+RTX_4090 = dict(index=0, name="NVIDIA GeForce RTX 4090", total_bytes=24 * 2**30, free_bytes=23 * 2**30,
+                compute_capability=(8, 9), driver="550.54.14")
+SNAP_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def make_fixed_services(gpu: bool = True, data_report: dict | None = None):
+    from tui_tuner.gpu import GpuInfo
+    from tui_tuner.models.sources import discover_models
+    from tui_tuner.ui.bridge import BridgeResult, Services
+
+    class FixedServices(Services):
+        def detect_gpu(self):
+            return GpuInfo(**RTX_4090) if gpu else None
+
+        def discover_models(self):
+            # model cards only (the repo's files): no HF cache, no machine-specific demo path
+            return [e for e in discover_models(include_cache=False) if e.origin == "card"]
+
+        async def _inspect(self, cfg, on_progress=None, examples=3):
+            if data_report is None:
+                return BridgeResult(ok=False, error="no recorded dataset report in this test")
+            return BridgeResult(ok=True, data=data_report)
+
+        def inspect_data(self, cfg, on_progress=None, examples=3):
+            return self._inspect(cfg, on_progress, examples)
+
+        def throughput_history(self, model):
+            return None
+
+        def launch(self, cfg):  # pragma: no cover - snapshots never launch
+            raise AssertionError("snapshot tests must not launch runs")
+
+    return FixedServices()
+
+
+def fixed_state(**cfg_changes):
+    """A wizard state on a model card (offline numbers), with optional field changes."""
+    from tui_tuner.ui.widgets.steps.state import WizardState
+
+    st = WizardState()
+    st.set("model.name_or_path", SNAP_MODEL)
+    for path, value in cfg_changes.items():
+        st.set(path.replace("__", "."), value)
+    return st

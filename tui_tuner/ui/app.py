@@ -31,11 +31,11 @@ class TunerApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
 
-    def __init__(self, services: Services | None = None, *, start: str = "home") -> None:
+    def __init__(self, services: Services | None = None, *, start: str = "home", wizard_state=None) -> None:
         super().__init__()
         self.services = services or Services()
         self.start = start
-        self.wizard_state = None
+        self.wizard_state = wizard_state  # WizardState, created on first use
         self.last_run_path: str | None = None  # the run the wizard launched last
 
     def get_default_screen(self) -> Screen:

@@ -38,7 +38,7 @@ def fit_verdict(est: Any, vram_gib: float | None) -> str:
 
 
 def badge(verdict: str) -> Text:
-    word = {"fits": " FITS ", "tight": " TIGHT ", "does not fit": " DOES NOT FIT ", "unknown": " ? "}[verdict]
+    word = {"fits": " FITS ", "tight": " TIGHT ", "does not fit": " DOES NOT FIT ", "unknown": " FIT ? "}[verdict]
     return Text(word, style=BADGE_STYLE[verdict])
 
 

@@ -212,7 +212,7 @@ class VramStep(WizardStep):
         summary_fit = self.query_one("#vram-fit", Static)
         summary_fit.update(ft)
         apply = self.query_one("#vram-apply", Button)
-        apply.display = True
+        apply.display = fit is not None
         apply.disabled = not (self.suggestion and self.suggestion.changes)
 
     @on(Button.Pressed, "#vram-apply")

@@ -1,0 +1,70 @@
+"""Snapshots of each wizard step at 100×30 with fixed data (a fixed GPU, model cards, a recorded
+dataset report); the numbers on screen are the real core's (estimate, validation, plan).
+
+Update after a deliberate change with `pytest tests/test_ui_snapshots.py --snapshot-update` and
+review the SVGs in tests/__snapshots__/test_ui_snapshots/."""
+
+from __future__ import annotations
+
+import pytest
+from ui_fixtures import fixed_state, make_fixed_services
+
+from tui_tuner.ui.app import TunerApp
+
+SIZE = (100, 30)
+
+
+@pytest.fixture(autouse=True)
+def steady_cursor(monkeypatch):
+    from textual.widgets import Input
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+def at_step(index: int, *, gpu: bool = True, state=None, after=None):
+    async def run_before(pilot) -> None:
+        from ui_fixtures import wait_until
+
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "WizardScreen"
+                         and pilot.app.screen.state.gpu_checked, what="the wizard")
+        pilot.app.screen.go(index)
+        await pilot.pause()
+        if after is not None:
+            await after(pilot)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    app = TunerApp(make_fixed_services(gpu=gpu), start="wizard", wizard_state=state or fixed_state())
+    return app, run_before
+
+
+def test_step1_model(snap_compare, fresh_home):
+    app, before = at_step(0)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step2_vram_with_gpu(snap_compare, fresh_home):
+    app, before = at_step(1, state=fixed_state(train__batch_size=16, data__max_length=2048))
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step2_vram_no_gpu(snap_compare, fresh_home):
+    app, before = at_step(1, gpu=False)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step4_hparams(snap_compare, fresh_home):
+    app, before = at_step(3)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step4_hparams_invalid(snap_compare, fresh_home):
+    async def typo(pilot):
+        await pilot.press("ctrl+u", *"2e-4x")
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+
+    app, before = at_step(3, after=typo)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
