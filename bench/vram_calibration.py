@@ -188,7 +188,7 @@ def cuda_calibration(models: list[str], quick: bool) -> int:
     from tui_tuner.gpu import detect_gpu
     from tui_tuner.models import measure
     from tui_tuner.models.catalog import find_card
-    from tui_tuner.models.vram import GIB as _G, TrainSettings, estimate
+    from tui_tuner.models.vram import TrainSettings, estimate
 
     gpu = detect_gpu()
     fields = ["gpu", "model", "batch", "seq", "lora_r", "grad_ckpt", "lora_dropout", "optim",
@@ -274,9 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         import torch
+        from transformers.utils import logging as hf_logging
     except ImportError:
         print("torch is not installed: nothing to measure")
         return 0
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     if args.cpu or not torch.cuda.is_available():
         if not args.cpu:
             print("no CUDA GPU here: the GPU calibration cannot run, and bench/vram_calibration.csv is left as "
