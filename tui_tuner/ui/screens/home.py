@@ -129,10 +129,12 @@ class HomeScreen(Screen):
                 table.add_row(*self._cells(r), key=r.run_id)
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1))
-        else:
+        else:  # only what changed: no redraw every tick
             for r in rows:
-                for col, value in zip(table.columns, self._cells(r)):
-                    table.update_cell(r.run_id, col, value)
+                old = table.get_row(r.run_id)
+                for col, value, before in zip(table.columns, self._cells(r), old):
+                    if str(value) != str(before):
+                        table.update_cell(r.run_id, col, value)
         self.query_one("#home-empty").display = not rows
 
     @staticmethod
