@@ -147,6 +147,7 @@ class WizardScreen(Screen):
     @on(ConfigField.Changed)
     def _field_changed(self, event: ConfigField.Changed) -> None:
         if self.state.set(event.path, event.value):
+            self.state.core_errors.pop(event.path, None)
             self.config_changed([event.path])
 
     def config_changed(self, paths: list[str]) -> None:
@@ -163,12 +164,30 @@ class WizardScreen(Screen):
     def revalidate(self) -> dict[str, str]:
         errors = self.state.validate()
         shown = dict(errors)
+        for path, msg in self.state.core_errors.items():
+            shown.setdefault(path, msg)
         for step in self.steps:
             for path, msg in step.extra_errors().items():
                 shown.setdefault(path, msg)
         for f in self.query(ConfigField):
             f.show_error(shown.get(f.path))
         return errors
+
+    def show_core_error(self, message: str) -> bool:
+        """Put a core error that names a field ('data.path: file not found …') next to that field,
+        on its step. False when the message names no field shown in the wizard."""
+        from tui_tuner.ui.widgets.steps.state import problem_path
+
+        path = problem_path(message)
+        if path is None:
+            return False
+        for i, step in enumerate(self.steps):
+            if step.query("#f-" + path.replace(".", "-")):
+                self.state.core_errors[path] = message
+                self.go(i)
+                self.say(message)
+                return True
+        return False
 
     def palette_commands(self):
         from textual.app import SystemCommand

@@ -160,7 +160,8 @@ class ReviewStep(WizardStep):
     def _launch_failed(self, message: str) -> None:
         self.query_one("#review-launch", Button).disabled = False
         self.query_one("#review-status", Static).update(Text(f"✗ {message}", style="red"))
-        self.screen.say(message)
+        if not self.screen.show_core_error(message):
+            self.screen.say(message)
 
     def _launched(self, run_path: str) -> None:
         self.query_one("#review-launch", Button).disabled = False

@@ -151,6 +151,8 @@ class WizardState:
     data_key: str | None = None  # the data settings the report belongs to
     data_error: str | None = None
     preset: str | None = None
+    # Errors the core raised for a field outside validation (e.g. at launch), until it is edited.
+    core_errors: dict[str, str] = field(default_factory=dict)
 
     # -- values ---------------------------------------------------------------------------------
     def get(self, path: str) -> Any:
