@@ -70,9 +70,10 @@ def cmd_estimate(args) -> int:
     if vram is None:
         vram, gpu = _gpu()
     est = estimate(arch, s, vram_gib=vram, model=src.name)
-    fit = auto_fit(arch, s, vram) if (args.fit and vram) else None
     if args.fit and not vram:
         raise UserError("--fit needs a GPU size: no NVIDIA GPU was detected", hint="give one with --vram GIB, e.g. --vram 24")
+    # when it does not fit, always say what would (the search is pure Python, milliseconds)
+    fit = auto_fit(arch, s, vram) if vram and (args.fit or est.fits is False) else None
     if args.json:
         out = est.to_dict()
         out["model_info"] = model_summary(src, arch)
