@@ -121,6 +121,9 @@ def format_estimate(src: ModelSource, arch: Arch, est: Estimate, *, gpu: dict | 
         verdict = "FITS" if est.fits else "DOES NOT FIT"
         lines.append(f"GPU        {est.vram_gib:.1f} GiB from {where}: {verdict} "
                      f"(keeping {est.margin_gib:.2f} GiB free; headroom {est.headroom_gib:+.2f} GiB)")
+        if gpu and not vram_from_flag and gpu["total_gib"] - gpu["free_gib"] > 0.5:
+            lines.append(f"           other processes use {gpu['total_gib'] - gpu['free_gib']:.1f} GiB of it right now "
+                         "(a desktop, another run): close them or count them in")
     if fit is not None:
         lines.append(f"fit        largest batch at max_length {s['seq_len']}: {fit.max_batch or 'none fits'}; "
                      f"largest max_length at batch {s['batch_size']}: {fit.max_seq_len or 'none fits'} "
