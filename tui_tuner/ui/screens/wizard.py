@@ -49,6 +49,7 @@ class WizardScreen(Screen):
     """
     BINDINGS = [
         Binding("ctrl+n", "next", "Next", id="wizard-next", priority=True),
+        Binding("ctrl+n", "launch", "Launch", id="wizard-launch", priority=True),
         Binding("escape", "back", "Back", id="wizard-back"),
     ]
 
@@ -96,6 +97,7 @@ class WizardScreen(Screen):
     # -- navigation -----------------------------------------------------------------------------
     def _show(self) -> None:
         self.query_one(ContentSwitcher).current = self.current.step_id
+        self.refresh_bindings()
         self.query_one(StepIndicator).show([(s.step_id, s.title) for s in self.steps], self.index, self.done)
         self.say("")
         self.current.on_show_step()
@@ -112,6 +114,17 @@ class WizardScreen(Screen):
                     break
         if target is not None:
             target.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        last = self.index == len(self.steps) - 1
+        if action == "next":
+            return not last
+        if action == "launch":
+            return last
+        return True
+
+    def action_launch(self) -> None:
+        self.action_next()
 
     def go(self, index: int) -> None:
         self.index = max(0, min(index, len(self.steps) - 1))
