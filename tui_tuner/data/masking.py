@@ -1,0 +1,194 @@
+"""Render conversations with a chat template and put the loss only on the assistant's tokens.
+
+Method (works for any template, no `{% generation %}` markers needed):
+
+1. Render the whole conversation F.
+2. For each assistant turn i: H = render(msgs[:i], add_generation_prompt=True) is the text before
+   the reply, U = render(msgs[:i+1]) the text through it. If F starts with H, the reply lives in
+   F[len(H) : common_prefix(U, F)]. (U itself need not be a prefix of F: Phi-3 appends EOS only
+   at the very end of a conversation.)
+3. Inside that span we train from the reply's content through the first special token after it,
+   the end-of-turn marker ("<|im_end|>", "<|eot_id|>", "</s>", "<end_of_turn>", "<|end|>").
+   Whitespace the template puts after the marker (ChatML's, Gemma's and Phi-3's "\n") is NOT
+   trained: generation stops at the marker, so the model never needs to produce it. If no special
+   token follows the reply (a template without one), everything up to the span's trailing
+   whitespace is trained.
+4. Templates whose earlier text changes when a turn is appended are not prefix-stable (Mistral
+   v0.3 moves the system prompt to the last user turn; Qwen3 drops earlier reasoning). For a row
+   where step 2 fails we fall back to locating each message's content in F in order (content
+   search), which still yields exact spans as long as the template prints the content verbatim.
+   A row neither method can place is dropped and counted ("unmaskable").
+
+Tokens are labelled by character offsets: a token is trained when it overlaps an assistant span,
+so a token that fuses the separator with the first word (Mistral's " Hi" after "[/INST]") is
+trained as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+IGNORE = -100
+
+
+class TemplateRenderError(Exception):
+    pass
+
+
+class ChatMasker:
+    def __init__(self, tokenizer, template: str):
+        from transformers.utils.chat_template_utils import _compile_jinja_template  # cached compile
+
+        self.tokenizer = tokenizer
+        self.template = template
+        self._compiled = _compile_jinja_template(template)
+        self._kwargs = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if len(t.content) > 1}
+                          | {v for v in self._kwargs.values()}, key=len, reverse=True)
+        self._special_re = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
+        self.stats = {"prefix": 0, "search": 0}
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        # Same call transformers' apply_chat_template makes, minus its per-call copying (hot path).
+        try:
+            return self._compiled.render(messages=messages, tools=None, documents=None,
+                                         add_generation_prompt=add_generation_prompt, **self._kwargs)
+        except Exception as e:  # jinja2 TemplateError, raise_exception(...) in the template, TypeError
+            raise TemplateRenderError(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+
+    # -- spans ------------------------------------------------------------------------------------
+
+    def _eot_end(self, text: str, start: int, limit: int) -> int | None:
+        """End of the first special token in text[start:limit], or None."""
+        if self._special_re is None:
+            return None
+        m = self._special_re.search(text, start, limit)
+        return m.end() if m else None
+
+    def _refine(self, full: str, a: int, b: int, content: str) -> tuple[int, int]:
+        """Narrow a raw reply span [a, b) to content + end-of-turn marker."""
+        seg = full[a:b]
+        c = seg.find(content) if content else -1
+        if c >= 0:
+            start = a + c
+            after = start + len(content)
+        else:  # the template rewrote the content (e.g. trimmed it); keep the span minus whitespace
+            start = a + (len(seg) - len(seg.lstrip()))
+            after = start
+        eot = self._eot_end(full, after, b)
+        end = eot if eot is not None else a + len(seg.rstrip())
+        return start, max(end, start)
+
+    def spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]], str]:
+        """(rendered text, char spans to train, method). Raises TemplateRenderError."""
+        full = self.render(messages)
+        try:
+            spans = self._prefix_spans(messages, full)
+            method = "prefix"
+        except _NotPrefixStable:
+            spans = self._search_spans(messages, full)
+            method = "search"
+        self.stats[method] += 1
+        return full, spans, method
+
+    def _prefix_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
+        out = []
+        last = len(messages) - 1
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            if i == 0:
+                raise _NotPrefixStable
+            head = self.render(messages[:i], add_generation_prompt=True)
+            if not full.startswith(head):
+                raise _NotPrefixStable
+            upto = full if i == last else self.render(messages[: i + 1])
+            end = _common_prefix_len(upto, full)
+            if end <= len(head):
+                raise _NotPrefixStable
+            if out and len(head) < out[-1][1]:
+                raise _NotPrefixStable
+            out.append(self._refine(full, len(head), end, m["content"]))
+        return out
+
+    def _search_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
+        out = []
+        cursor = 0
+        for i, m in enumerate(messages):
+            content = m["content"]
+            pos = full.find(content, cursor) if content else -1
+            if m["role"] != "assistant":
+                if pos >= 0:
+                    cursor = pos + len(content)
+                continue
+            if pos < 0:
+                raise TemplateRenderError(f"the chat template does not print assistant turn {i + 1} verbatim")
+            after = pos + len(content)
+            limit = len(full)
+            for nxt in messages[i + 1:]:
+                if nxt["content"]:
+                    p = full.find(nxt["content"], after)
+                    if p >= 0:
+                        limit = p
+                    break
+            eot = self._eot_end(full, after, limit)
+            end = eot if eot is not None else after
+            out.append((pos, end))
+            cursor = end
+        return out
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def label(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+        labels = [IGNORE] * len(ids)
+        if not spans:
+            return labels
+        starts = [o[0] for o in offsets]
+        ends = [o[1] for o in offsets]
+        for a, b in spans:
+            i0 = bisect_right(ends, a)  # first token ending after a
+            i1 = bisect_left(starts, b)  # first token starting at/after b
+            if i1 > i0:
+                labels[i0:i1] = ids[i0:i1]
+        return labels
+
+
+class _NotPrefixStable(Exception):
+    pass
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # binary search on prefix equality (strings compare in C)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def segments(tokenizer, input_ids: list[int], labels: list[int]) -> list[dict[str, Any]]:
+    """Split a row into runs of trained / untrained tokens, decoded: [{text, trained}, ...]."""
+    out: list[dict[str, Any]] = []
+    run: list[int] = []
+    state = None
+    for tid, lab in zip(input_ids, labels):
+        trained = lab != IGNORE
+        if state is None or trained == state:
+            run.append(tid)
+            state = trained
+            continue
+        out.append({"text": tokenizer.decode(run, skip_special_tokens=False), "trained": state})
+        run, state = [tid], trained
+    if run:
+        out.append({"text": tokenizer.decode(run, skip_special_tokens=False), "trained": bool(state)})
+    return out

@@ -1,0 +1,374 @@
+"""From `data:` config + tokenizer to train/validation datasets of input_ids, labels, length.
+
+    prepare_dataset(data_cfg, tokenizer, seed=42, progress=None) -> PreparedData
+
+Pipeline: read (sources.py) -> detect format (formats.py) -> one batched `datasets.map` pass that
+converts each row, applies the per-row cleaning rules, renders it with the chat template and labels
+the assistant tokens (masking.py) -> drop duplicates -> split train/validation with the run's seed.
+Every row removed is counted under the rule that removed it (`report.dropped`).
+For the `text` format rows are tokenized with EOS and packed into blocks of max_length, all
+tokens trained (continued pretraining).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect as _inspect
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tui_tuner.config import CleaningConfig, DataConfig
+from tui_tuner.data.formats import BadRow, FormatSpec, detect_format, to_messages, to_text
+from tui_tuner.data.masking import IGNORE, ChatMasker, TemplateRenderError
+from tui_tuner.data.report import DataReport
+from tui_tuner.data.sources import load_raw
+from tui_tuner.data.templates import resolve_chat_template
+from tui_tuner.errors import UserError
+
+# Row status codes written by the map pass; the index is the code. "ok" rows are kept.
+STATUS = ("ok", "bad_rows", "empty", "no_assistant", "disclaimers", "unmaskable", "too_long", "no_trained_tokens")
+_CODE = {name: i for i, name in enumerate(STATUS)}
+# Rows per process below which a second process costs more than it saves (bench/data_inspect.py).
+MIN_ROWS_FOR_PROCS = 20_000
+PIPELINE_VERSION = "1"
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class PreparedData:
+    train: Any  # datasets.Dataset with input_ids, labels, length
+    val: Any | None
+    report: DataReport
+    chat_template: str | None
+
+
+def _progress_fn(progress: Progress | None) -> Callable[[str, float | None], None]:
+    """Accept callbacks taking (message, fraction) or just (message)."""
+    if progress is None:
+        return lambda msg, frac=None: None
+    try:
+        params = [p for p in _inspect.signature(progress).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        two = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        two = True
+    if two:
+        return lambda msg, frac=None: progress(msg, frac)
+    return lambda msg, frac=None: progress(msg)
+
+
+def parse_column_args(items: list[str] | None) -> dict[str, str] | None:
+    """['prompt=question', ...] -> {'prompt': 'question'}."""
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        role, sep, col = it.partition("=")
+        if not sep or not role.strip() or not col.strip():
+            raise UserError(f"--column {it}: expected ROLE=COLUMN, e.g. --column prompt=question")
+        out[role.strip()] = col.strip()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-batch work (picklable: datasets may run it in several processes)
+
+
+class RowProcessor:
+    def __init__(self, spec: FormatSpec, tokenizer, template: str | None, cfg: DataConfig):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_length = cfg.max_length
+        self.truncate = cfg.clean.too_long == "truncate"
+        c: CleaningConfig = cfg.clean
+        self.drop_empty = c.drop_empty
+        self.phrases = [p.lower() for p in (c.disclaimer_phrases or [])] if c.drop_disclaimers else []
+        self._masker: ChatMasker | None = None
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_masker"] = None  # compiled Jinja templates do not pickle; rebuilt in each process
+        return d
+
+    @property
+    def masker(self) -> ChatMasker:
+        if self._masker is None:
+            self._masker = ChatMasker(self.tokenizer, self.template)
+        return self._masker
+
+    def _has_disclaimer(self, text: str) -> bool:
+        low = text.lower()
+        return any(p in low for p in self.phrases)
+
+    def conversation(self, row: dict[str, Any]) -> tuple[list[dict] | None, str]:
+        """(messages, status) after conversion and the per-row cleaning rules."""
+        try:
+            msgs = to_messages(self.spec, row)
+        except BadRow:
+            return None, "bad_rows"
+        msgs = [m for m in msgs if not (m["role"] == "system" and not m["content"])]
+        if not any(m["role"] == "assistant" for m in msgs):
+            if self.drop_empty and not any(m["content"] for m in msgs):
+                return None, "empty"
+            return None, "no_assistant"
+        while msgs[-1]["role"] != "assistant":  # trailing user turns train nothing
+            msgs.pop()
+        if self.drop_empty and any(not m["content"] for m in msgs):
+            return None, "empty"
+        if self.phrases and any(m["role"] == "assistant" and self._has_disclaimer(m["content"]) for m in msgs):
+            return None, "disclaimers"
+        return msgs, "ok"
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        if self.spec.name == "text":
+            return self._text_batch(batch)
+        keys = list(batch)
+        n = len(batch[keys[0]]) if keys else 0
+        status = [0] * n
+        hashes = [0] * n
+        texts: list[str] = []
+        spans_of: list[list[tuple[int, int]]] = []
+        where: list[int] = []
+        masker = self.masker
+        for i in range(n):
+            row = {k: batch[k][i] for k in keys}
+            msgs, st = self.conversation(row)
+            if st != "ok":
+                status[i] = _CODE[st]
+                continue
+            hashes[i] = _hash(json.dumps(msgs, ensure_ascii=False, separators=(",", ":")))
+            try:
+                full, spans, _ = masker.spans(msgs)
+            except TemplateRenderError:
+                status[i] = _CODE["unmaskable"]
+                continue
+            texts.append(full)
+            spans_of.append(spans)
+            where.append(i)
+        input_ids: list[list[int]] = [[] for _ in range(n)]
+        labels: list[list[int]] = [[] for _ in range(n)]
+        trained = [0] * n
+        truncated = [False] * n
+        if texts:
+            enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                                 return_attention_mask=False)
+            for j, i in enumerate(where):
+                ids = enc["input_ids"][j]
+                labs = masker.label(ids, enc["offset_mapping"][j], spans_of[j])
+                if len(ids) > self.max_length:
+                    if not self.truncate:
+                        status[i] = _CODE["too_long"]
+                        continue
+                    ids, labs = ids[: self.max_length], labs[: self.max_length]
+                    truncated[i] = True
+                k = len(labs) - labs.count(IGNORE)
+                if k == 0:
+                    status[i] = _CODE["no_trained_tokens"]
+                    continue
+                input_ids[i], labels[i], trained[i] = ids, labs, k
+        return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
+                "_status": status, "_hash": hashes, "_trained": trained, "_truncated": truncated}
+
+    def _text_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        keys = list(batch)
+        n = len(batch[keys[0]]) if keys else 0
+        status = [0] * n
+        hashes = [0] * n
+        texts, where = [], []
+        for i in range(n):
+            try:
+                text = to_text(self.spec, {k: batch[k][i] for k in keys})
+            except BadRow:
+                status[i] = _CODE["bad_rows"]
+                continue
+            if self.drop_empty and not text.strip():
+                status[i] = _CODE["empty"]
+                continue
+            if self.phrases and self._has_disclaimer(text):
+                status[i] = _CODE["disclaimers"]
+                continue
+            hashes[i] = _hash(text)
+            texts.append(text)
+            where.append(i)
+        input_ids: list[list[int]] = [[] for _ in range(n)]
+        eos = self.tokenizer.eos_token_id
+        if texts:
+            enc = self.tokenizer(texts, add_special_tokens=True, return_attention_mask=False)
+            for j, i in enumerate(where):
+                ids = enc["input_ids"][j]
+                input_ids[i] = ids + [eos] if eos is not None else ids
+        lengths = [len(x) for x in input_ids]
+        return {"input_ids": input_ids, "labels": [[] for _ in range(n)], "length": lengths,
+                "_status": status, "_hash": hashes, "_trained": lengths, "_truncated": [False] * n}
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+class _Packer:
+    """Concatenate documents (each ending in EOS) and cut blocks of max_length; all tokens trained."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        flat: list[int] = []
+        for ids in batch["input_ids"]:
+            flat.extend(ids)
+        L = self.max_length
+        blocks = [flat[i:i + L] for i in range(0, len(flat), L)]
+        return {"input_ids": blocks, "labels": [list(b) for b in blocks], "length": [len(b) for b in blocks]}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _fingerprint(ds_fp: str, tokenizer, template: str | None, spec: FormatSpec, cfg: DataConfig) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        tok_state = tokenizer.backend_tokenizer.to_str()
+    except Exception:
+        tok_state = repr(getattr(tokenizer, "name_or_path", "")) + str(len(tokenizer))
+    for part in (PIPELINE_VERSION, ds_fp, tok_state, json.dumps(tokenizer.special_tokens_map, sort_keys=True,
+                                                                   default=str),
+                 template or "", json.dumps(spec.to_dict(), sort_keys=True),
+                 str(cfg.max_length), json.dumps(_clean_dict(cfg.clean), sort_keys=True)):
+        h.update(part.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _clean_dict(c: CleaningConfig) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(c)
+
+
+def _num_proc(n_rows: int) -> int | None:
+    env = os.environ.get("TUI_TUNER_DATA_PROCS")
+    if env:
+        v = int(env)
+        return v if v > 1 else None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cpus < 2 or n_rows < MIN_ROWS_FOR_PROCS:
+        return None
+    return min(cpus, 4, max(2, n_rows // MIN_ROWS_FOR_PROCS))
+
+
+def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Progress | None = None,
+                    keep_columns: bool = False) -> PreparedData:
+    """Read, detect, clean, template, mask, split. Raises UserError for bad input.
+
+    keep_columns=True leaves the bookkeeping columns (_trained, _truncated) in place (inspect).
+    """
+    say = _progress_fn(progress)
+    loaded = load_raw(data_cfg.path, skip_bad_lines=data_cfg.skip_bad_lines, progress=say)
+    raw = loaded.dataset
+    n_read = len(raw)
+    report = DataReport(path=data_cfg.path, source=loaded.display, input_type=loaded.kind, rows_read=n_read,
+                        max_length=data_cfg.max_length, columns_found=list(raw.column_names))
+    report.notes.extend(loaded.notes)
+    report.errors.extend(loaded.errors)
+    if loaded.bad_lines:
+        report.dropped["bad_lines"] = loaded.bad_lines
+    if n_read == 0:
+        raise UserError(f"{loaded.display} has no rows", hint="the file holds no records")
+
+    sample_rows = [raw[i] for i in range(min(20, n_read))]
+    spec = detect_format(list(raw.column_names), sample_rows, fmt=data_cfg.format, mapping=data_cfg.columns,
+                         display=loaded.display)
+    report.format = spec.name
+    report.columns = dict(spec.columns)
+
+    template = None
+    if spec.name != "text":
+        template, label = resolve_chat_template(tokenizer, data_cfg.chat_template)
+        report.chat_template = label
+        if tokenizer.eos_token is None and label != "tokenizer":
+            raise UserError("the tokenizer has no EOS token, so the fallback template has no end-of-turn",
+                            hint="choose a template by name with data.chat_template / --chat-template")
+
+    proc = RowProcessor(spec, tokenizer, template, data_cfg)
+    num_proc = _num_proc(n_read)
+    if num_proc:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # forked workers: one thread each
+    say(f"tokenizing {n_read:,} rows ({spec.name}" + (f", {num_proc} processes)" if num_proc else ")"), 0.3)
+    fp = _fingerprint(getattr(raw, "_fingerprint", "") or "", tokenizer, template, spec, data_cfg)
+    try:
+        mapped = raw.map(proc, batched=True, batch_size=1000, remove_columns=list(raw.column_names),
+                         num_proc=num_proc, new_fingerprint=fp, desc=None)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{loaded.display}: could not process the rows: {type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}") from e
+    say("cleaning and splitting", 0.85)
+
+    table = mapped.data
+    status = table.column("_status").to_numpy()
+    hashes = table.column("_hash").to_numpy()
+    lengths = table.column("length").to_numpy()
+    trained = table.column("_trained").to_numpy()
+    trunc = table.column("_truncated").to_numpy(zero_copy_only=False)
+
+    counts = np.bincount(status, minlength=len(STATUS))
+    ok = status == 0
+    keep = ok.copy()
+    if data_cfg.clean.dedupe:
+        ok_idx = np.nonzero(ok)[0]
+        _, first = np.unique(hashes[ok_idx], return_index=True)
+        keep[:] = False
+        keep[ok_idx[np.sort(first)]] = True
+    dropped = report.dropped
+    for name in STATUS[1:]:
+        if name == "too_long" and data_cfg.clean.too_long == "truncate":
+            continue
+        dropped[name] = int(counts[_CODE[name]])
+    if data_cfg.clean.dedupe:
+        dropped["duplicates"] = int(ok.sum() - keep.sum())
+    kept_idx = np.nonzero(keep)[0]
+    report.truncated = int(trunc[kept_idx].sum()) if spec.name != "text" else 0
+    report.mask_method = "prefix+search" if spec.name != "text" else None
+
+    if spec.name == "text":
+        report.documents = int(len(kept_idx))
+        docs = mapped.select(kept_idx).remove_columns(["labels", "_status", "_hash", "_trained", "_truncated"])
+        say(f"packing {len(kept_idx):,} documents into blocks of {data_cfg.max_length}", 0.9)
+        mapped = docs.map(_Packer(data_cfg.max_length), batched=True, batch_size=1000,
+                          remove_columns=list(docs.column_names), desc=None,
+                          new_fingerprint=hashlib.md5((fp + "pack").encode()).hexdigest())
+        lengths = mapped.data.column("length").to_numpy()
+        trained = lengths
+        kept_idx = np.arange(len(mapped))
+
+    n_keep = len(kept_idx)
+    n_val = 0
+    if data_cfg.val_ratio > 0 and n_keep >= 2:
+        n_val = min(int(n_keep * data_cfg.val_ratio), n_keep - 1)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(kept_idx) if n_keep else kept_idx
+    val_idx = np.sort(perm[:n_val])
+    train_idx = np.sort(perm[n_val:])
+
+    extra = [c for c in ("_status", "_hash", "_trained", "_truncated") if c in mapped.column_names]
+    base = mapped if keep_columns else mapped.remove_columns(extra)
+    train = base.select(train_idx)
+    val = base.select(val_idx) if n_val else None
+
+    report.train_rows = int(len(train_idx))
+    report.val_rows = int(len(val_idx))
+    report.train_tokens = int(lengths[train_idx].sum()) if len(train_idx) else 0
+    report.val_tokens = int(lengths[val_idx].sum()) if len(val_idx) else 0
+    report.trained_tokens = int(trained[train_idx].sum()) if len(train_idx) else 0
+    report.set_lengths(lengths[np.concatenate([train_idx, val_idx])] if n_keep else np.array([], dtype=np.int64))
+    if report.train_rows == 0:
+        report.errors.append("no usable training rows after cleaning")
+    say(f"dataset ready: {report.train_rows:,} train / {report.val_rows:,} validation rows", 1.0)
+    return PreparedData(train=train, val=val, report=report, chat_template=template)

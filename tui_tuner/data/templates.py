@@ -1,0 +1,88 @@
+"""Chat templates: the tokenizer's own, or a named fallback for base models that ship none.
+
+`data.chat_template: auto` uses the tokenizer's template and, when it has none, the `simple`
+fallback (its end-of-turn is the tokenizer's own EOS token, a real special token every base model
+has, so the trained model can stop). The other names reproduce the family templates so a base
+model can be trained in the format its instruct sibling uses; their end-of-turn markers are
+special tokens only if the tokenizer has them (otherwise they are trained as ordinary text).
+
+The exact template string used is returned by `resolve_chat_template` and saved with the adapter.
+"""
+
+from __future__ import annotations
+
+from tui_tuner.errors import UserError
+
+# Jinja strings in the style of transformers' chat templates (`messages`, `add_generation_prompt`,
+# special tokens such as `bos_token`/`eos_token` are in scope).
+FALLBACK_TEMPLATES: dict[str, str] = {
+    "simple": (
+        "{% if bos_token %}{{ bos_token }}{% endif %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+        "{% elif message['role'] == 'user' %}{{ '### User:\n' + message['content'] + '\n\n' }}"
+        "{% elif message['role'] == 'assistant' %}{{ '### Assistant:\n' + message['content'] + eos_token + '\n\n' }}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}"
+    ),
+    "chatml": (
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+    "mistral": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ '[INST] ' + message['content'] + '\n\n' }}"
+        "{% elif message['role'] == 'user' %}"
+        "{% if loop.index0 == 0 or messages[loop.index0 - 1]['role'] != 'system' %}{{ '[INST] ' }}{% endif %}"
+        "{{ message['content'] + '[/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] | trim + eos_token }}"
+        "{% endif %}{% endfor %}"
+    ),
+    "gemma": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] | trim + '\n\n' }}"
+        "{% else %}"
+        "{% if message['role'] == 'user' and (loop.index0 == 0 or messages[loop.index0 - 1]['role'] != 'system') %}"
+        "{{ '<start_of_turn>user\n' }}{% elif message['role'] == 'assistant' %}{{ '<start_of_turn>model\n' }}{% endif %}"
+        "{{ message['content'] | trim + '<end_of_turn>\n' }}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    ),
+    "phi3": (
+        "{% for message in messages %}"
+        "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+}
+
+TEMPLATE_NAMES = ("auto", *FALLBACK_TEMPLATES)
+
+
+def resolve_chat_template(tokenizer, name: str = "auto") -> tuple[str, str]:
+    """(template string, label) for `data.chat_template` = name.
+
+    label is 'tokenizer' when the tokenizer's own template is used, else the fallback's name.
+    """
+    name = (name or "auto").strip()
+    if name == "auto":
+        own = getattr(tokenizer, "chat_template", None)
+        if isinstance(own, dict):  # several named templates: the default one
+            own = own.get("default") or next(iter(own.values()), None)
+        if own:
+            return own, "tokenizer"
+        return FALLBACK_TEMPLATES["simple"], "simple"
+    if name in FALLBACK_TEMPLATES:
+        return FALLBACK_TEMPLATES[name], name
+    if "{%" in name or "{{" in name:  # a literal Jinja template
+        return name, "custom"
+    raise UserError(f"data.chat_template: unknown template '{name}'",
+                    hint="use one of: " + ", ".join(TEMPLATE_NAMES))
