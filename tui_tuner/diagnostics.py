@@ -135,8 +135,10 @@ class Diagnostics:
 
         # Spike: far above the recent median (robust to the ordinary batch-to-batch noise).
         if len(self.recent) >= 10:
-            m = median(self.recent)
-            sigma = 1.4826 * median(abs(x - m) for x in self.recent)
+            # Level: the median of the last 10 points (keeps up with a falling loss); noise: from
+            # step-to-step differences, so a falling trend does not count as noise.
+            m = median(list(self.recent)[-10:])
+            sigma = self._noise() or 0.0
             if loss > SPIKE_RATIO * m and loss > m + SPIKE_SIGMAS * sigma:
                 self.spike_at.append(idx)
                 out += self._fire("loss_spike", f"loss spiked to {_g(loss)} at step {step} (recent median {_g(m)})",
@@ -303,7 +305,7 @@ class Diagnostics:
                           f"eval loss is rising ({_g(best)} at step {best_step} → {_g(loss)} at step {step}) while "
                           f"train loss keeps falling: the model is memorising the training data (overfitting); "
                           f"best eval loss at step {best_step}" + (f" ({cp})" if cp else ""),
-                          (f"use {cp} (chat: `tui-tuner chat RUN --checkpoint {cp}`); " if cp else "") +
+                          (f"use {cp} (chat: `tui-tuner chat <run> --checkpoint {cp}`); " if cp else "") +
                           f"{stop}; train fewer epochs, raise lora.dropout or train.weight_decay, lower lora.r, "
                           "or add more varied data")
 

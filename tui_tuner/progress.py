@@ -1,0 +1,541 @@
+"""Following a run from its directory: incremental tails, the run's history, and `tui-tuner logs`.
+
+Everything here reads the run directory only (see `tui_tuner.rundir`), so any number of readers
+can attach, detach and re-attach while the detached worker trains: re-attaching replays the whole
+history and then follows live. No Textual, no torch: the monitor screen and the CLI share it.
+
+- `EventTail`  offset-based reader of events.jsonl: reads only what was appended since the last
+  call, keeps a partial last line for next time, and notices when the worker replaced the file
+  (on resume it is rewritten once, atomically: new inode) so the history can be rebuilt.
+- `LogTail`    the same for train.log (last N lines, harmless noise filtered out).
+- `RunHistory` the series a monitor draws (loss, smoothed loss, eval loss, lr, grad norm, tok/s,
+  GPU/CPU samples, peaks, checkpoints, warnings), updated event by event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tui_tuner.diagnostics import Diagnostics
+
+FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
+SMOOTHING = 0.9  # EMA weight of the smoothed train loss (TensorBoard's default slider value)
+MAX_POINTS = 50_000  # per series; beyond this the series is thinned 2:1 (years of steps stay cheap)
+
+# Lines in train.log that are noise to a user (4-bit works fine without the optional package).
+LOG_NOISE = (
+    re.compile(r"Failed to load CPU gemm_4bit_forward from kernels-community"),
+    re.compile(r"No module named 'kernels'"),
+)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class EventTail:
+    """Incremental reader of a JSONL file that is appended to (and may be atomically replaced)."""
+
+    def __init__(self, path: str | Path, chunk: int = 1 << 20):
+        self.path = Path(path)
+        self.chunk = chunk
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we are reading
+        self.buf = b""
+        self.bad_lines = 0
+
+    def read_new(self) -> tuple[list[dict], bool]:
+        """(new complete events, reset). reset=True: the file was replaced or truncated, the
+        events returned are the new file from its start and the caller must rebuild its state."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return [], False
+        with fh:
+            st = os.fstat(fh.fileno())
+            ident = (st.st_dev, st.st_ino)
+            reset = False
+            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
+                reset = True
+                self.offset, self.buf = 0, b""
+            self.ident = ident
+            if st.st_size == self.offset:
+                return [], reset
+            fh.seek(self.offset)
+            events: list[dict] = []
+            while True:
+                data = fh.read(self.chunk)
+                if not data:
+                    break
+                self.offset += len(data)
+                lines = (self.buf + data).split(b"\n")
+                self.buf = lines.pop()  # a partial last line waits for the rest of it
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    try:
+                        ev = json.loads(line)
+                    except (ValueError, UnicodeDecodeError):
+                        self.bad_lines += 1
+                        continue
+                    if isinstance(ev, dict):
+                        events.append(ev)
+            return events, reset
+
+
+class LogTail:
+    """The last `max_lines` lines of train.log, read incrementally, without known-harmless noise."""
+
+    def __init__(self, path: str | Path, max_lines: int = 500, initial_bytes: int = 256 << 10):
+        self.path = Path(path)
+        self.lines: deque[str] = deque(maxlen=max_lines)
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None
+        self.buf = ""
+        self.initial_bytes = initial_bytes
+
+    def read_new(self) -> tuple[list[str], bool]:
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return [], False
+        with fh:
+            st = os.fstat(fh.fileno())
+            ident = (st.st_dev, st.st_ino)
+            reset = False
+            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
+                reset, self.offset, self.buf = True, 0, ""
+                self.lines.clear()
+            if self.ident is None and st.st_size > self.initial_bytes:
+                self.offset = st.st_size - self.initial_bytes  # a huge old log: its tail is enough
+            self.ident = ident
+            if st.st_size == self.offset:
+                return [], reset
+            fh.seek(self.offset)
+            data = fh.read()
+            self.offset += len(data)
+        text = self.buf + data.decode("utf-8", errors="replace")
+        parts = text.split("\n")
+        self.buf = parts.pop()
+        new = []
+        for line in parts:
+            line = _ANSI.sub("", line.split("\r")[-1]).rstrip()  # progress bars redraw with \r
+            if line and not any(p.search(line) for p in LOG_NOISE):
+                new.append(line)
+        self.lines.extend(new)
+        return new, reset
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x)
+
+
+@dataclass
+class Series:
+    """x (step) and y values; thinned 2:1 beyond MAX_POINTS so memory stays bounded."""
+
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y: float) -> None:
+        self.x.append(x)
+        self.y.append(y)
+        if len(self.x) > MAX_POINTS:
+            self.x, self.y = self.x[::2] + self.x[-1:], self.y[::2] + self.y[-1:]
+
+    def cut_from(self, x: float) -> None:
+        """Drop points at or after x (a restarted attempt logs those steps again)."""
+        while self.x and self.x[-1] >= x:
+            self.x.pop()
+            self.y.pop()
+
+    def last(self) -> float | None:
+        return self.y[-1] if self.y else None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def downsample(x: list[float], y: list[float], n: int) -> tuple[list[float], list[float]]:
+    """At most n points, evenly strided, always keeping the last one (charts are ≤ 2n px wide)."""
+    if n <= 0 or len(x) <= n:
+        return list(x), list(y)
+    stride = len(x) / n
+    idx = sorted({int(i * stride) for i in range(n)} | {len(x) - 1})
+    return [x[i] for i in idx], [y[i] for i in idx]
+
+
+class RunHistory:
+    """Everything a monitor shows, rebuilt from events (`apply`) and status polls (`status`)."""
+
+    def __init__(self, train_cfg: Any = None):
+        self.lock = threading.Lock()  # the tail thread writes, the UI thread takes snapshots
+        self.version = 0
+        self._train_cfg = train_cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.events = 0
+        self.loss, self.smooth, self.eval = Series(), Series(), Series()
+        self.lr, self.grad_norm, self.tps = Series(), Series(), Series()
+        self._ema: float | None = None
+        self._ema_n = 0
+        self.train_times: deque[tuple[float, int]] = deque(maxlen=30)  # (time, step) for the ETA
+        self.step = 0
+        self.total_steps: int | None = None
+        self.epoch: float | None = None
+        self.tokens: int | None = None
+        self.start: dict | None = None  # the latest start event
+        self.estimate_gib: float | None = None
+        self.gpu: dict | None = None
+        self.gpu_seen = False  # any system sample at all (gpu may still be None: no NVML)
+        self.proc: dict | None = None
+        self.system_time: float | None = None
+        self.gpu_util: deque[float] = deque(maxlen=120)
+        self.gpu_mem: deque[float] = deque(maxlen=120)
+        self.peak_allocated: int | None = None
+        self.peak_reserved: int | None = None
+        self.checkpoints: list[tuple[int, str]] = []
+        self.worker_warnings: list[dict] = []
+        self.computed_warnings: list[dict] = []
+        self.state_events: list[dict] = []
+        self.progress: dict | None = None  # latest start-up progress message
+        self.dataset: dict | None = None
+        self.model: dict | None = None
+        self.summary: dict | None = None
+        self.last_event_time: float | None = None
+        self.best_eval: tuple[float, int] | None = None  # (eval_loss, step)
+        self.diagnostics = Diagnostics(self._train_cfg)
+
+    # -- events ---------------------------------------------------------------------------------
+    def apply_all(self, events: list[dict], reset: bool = False) -> None:
+        with self.lock:
+            if reset:
+                self.reset()
+            for ev in events:
+                self._apply(ev)
+            self.version += 1
+
+    def apply(self, ev: dict) -> None:
+        self.apply_all([ev])
+
+    def _apply(self, ev: dict) -> None:
+        self.events += 1
+        t = ev.get("type")
+        now = _num(ev.get("time"))
+        if now is not None:
+            self.last_event_time = now
+        step = ev.get("step") if isinstance(ev.get("step"), int) else None
+        if t == "train":
+            self._train(ev, step, now)
+        elif t == "eval":
+            v = _num(ev.get("eval_loss"))
+            if v is not None and step is not None:
+                self.eval.cut_from(step)
+                self.eval.add(step, v)
+                if math.isfinite(v) and (self.best_eval is None or v < self.best_eval[0]):
+                    self.best_eval = (v, step)
+        elif t == "system":
+            self.gpu_seen = True
+            self.gpu = ev.get("gpu") if isinstance(ev.get("gpu"), dict) else None
+            self.proc = ev.get("proc") if isinstance(ev.get("proc"), dict) else None
+            self.system_time = now
+            if self.gpu:
+                u = _num(self.gpu.get("util"))
+                used, total = _num(self.gpu.get("mem_used")), _num(self.gpu.get("mem_total"))
+                if u is not None:
+                    self.gpu_util.append(u)
+                if used is not None and total:
+                    self.gpu_mem.append(100.0 * used / total)
+        elif t == "memory":
+            for key in ("peak_allocated", "peak_reserved"):
+                v = ev.get(key)
+                if isinstance(v, int) and v > (getattr(self, key) or 0):
+                    setattr(self, key, v)
+        elif t == "start":
+            self.start = ev
+            if isinstance(ev.get("total_steps"), int) and ev["total_steps"] > 0:
+                self.total_steps = ev["total_steps"]
+            if step is not None:
+                self.step = step
+            if _num(ev.get("estimate_gib")) is not None:
+                self.estimate_gib = float(ev["estimate_gib"])
+            self.train_times.clear()  # a resumed attempt has its own speed
+            self.progress = None
+        elif t == "checkpoint":
+            if step is not None:
+                self.checkpoints = [c for c in self.checkpoints if c[0] != step] + [(step, str(ev.get("path", "")))]
+        elif t == "warning":
+            self.worker_warnings.append({k: ev.get(k) for k in ("kind", "message", "hint", "step", "time")})
+        elif t == "state":
+            self.state_events.append(ev)
+            if ev.get("state") == "running":
+                self.progress = None
+        elif t == "progress":
+            self.progress = ev
+        elif t == "dataset":
+            self.dataset = ev
+        elif t == "model":
+            self.model = ev
+        elif t == "summary":
+            self.summary = ev
+        if t in ("train", "eval", "checkpoint", "start"):
+            for w in self.diagnostics.feed(ev):
+                self.computed_warnings.append({**w, "step": step, "time": now, "computed": True})
+
+    def _train(self, ev: dict, step: int | None, now: float | None) -> None:
+        if step is None:
+            return
+        if self.loss.x and step <= self.loss.x[-1]:
+            # The same steps logged again (a restart without trimming): the newer attempt wins.
+            for s in (self.loss, self.smooth, self.lr, self.grad_norm, self.tps):
+                s.cut_from(step)
+            self._ema, self._ema_n = None, 0
+            for y in self.loss.y:
+                self._smooth(y)
+        self.step = step
+        if _num(ev.get("epoch")) is not None:
+            self.epoch = float(ev["epoch"])
+        if isinstance(ev.get("tokens"), int):
+            self.tokens = ev["tokens"]
+        loss = _num(ev.get("loss"))
+        if loss is not None:
+            self.loss.add(step, loss)
+            sm = self._smooth(loss)
+            if sm is not None:
+                self.smooth.add(step, sm)
+        for key, series in (("learning_rate", self.lr), ("grad_norm", self.grad_norm),
+                            ("tokens_per_second", self.tps)):
+            v = _num(ev.get(key))
+            if v is not None and math.isfinite(v):
+                series.add(step, v)
+        if now is not None:
+            self.train_times.append((now, step))
+
+    def _smooth(self, loss: float) -> float | None:
+        if not math.isfinite(loss):
+            return None
+        self._ema_n += 1
+        self._ema = (self._ema or 0.0) * SMOOTHING + (1 - SMOOTHING) * loss
+        # Debiased like TensorBoard, so the first points are not pulled towards zero.
+        return self._ema / (1 - SMOOTHING ** self._ema_n)
+
+    # -- derived ----------------------------------------------------------------------------------
+    def warnings(self) -> list[dict]:
+        """Worker warnings, plus computed ones of kinds the worker did not report (old runs)."""
+        kinds = {w.get("kind") for w in self.worker_warnings}
+        extra = [w for w in self.computed_warnings if w.get("kind") not in kinds]
+        return sorted(self.worker_warnings + extra, key=lambda w: (w.get("time") or 0))
+
+    def seconds_per_step(self) -> float | None:
+        if len(self.train_times) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.train_times[0], self.train_times[-1]
+        if s1 <= s0 or t1 <= t0:
+            return None
+        return (t1 - t0) / (s1 - s0)
+
+    def eta_seconds(self) -> float | None:
+        sps = self.seconds_per_step()
+        if sps is None or not self.total_steps:
+            return None
+        return max(0.0, (self.total_steps - self.step) * sps)
+
+    def fraction(self) -> float | None:
+        if not self.total_steps:
+            return None
+        return min(1.0, self.step / self.total_steps)
+
+    def best_checkpoint(self) -> str | None:
+        """The saved checkpoint nearest the best eval loss."""
+        if not self.best_eval or not self.checkpoints:
+            return None
+        step = min((c[0] for c in self.checkpoints), key=lambda s: (abs(s - self.best_eval[1]), s))
+        return f"checkpoint-{step}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting shared by `logs` and the monitor
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_bytes(n: float | None, unit: str = "GiB") -> str:
+    if n is None:
+        return "N/A"
+    div = {"GiB": 2**30, "MiB": 2**20}[unit]
+    return f"{n / div:.1f} {unit}" if unit == "GiB" else f"{n / div:.0f} {unit}"
+
+
+def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
+    """One progress line per interesting event (None for samples that would only be noise)."""
+    t = ev.get("type")
+    total = hist.total_steps if hist else None
+    if t == "train":
+        parts = [f"step {ev.get('step')}/{total or '?'}"]
+        if _num(ev.get("epoch")) is not None:
+            parts.append(f"epoch {ev['epoch']:.2f}")
+        for key, fmt in (("loss", "loss {:.4f}"), ("learning_rate", "lr {:.2e}"), ("grad_norm", "grad {:.3f}"),
+                         ("tokens_per_second", "{:,.0f} tok/s")):
+            v = _num(ev.get(key))
+            if v is not None:
+                parts.append(fmt.format(v))
+        if hist is not None:
+            eta = hist.eta_seconds()
+            if eta is not None:
+                parts.append(f"eta {fmt_duration(eta)}")
+        return "  ".join(parts)
+    if t == "eval":
+        v = _num(ev.get("eval_loss"))
+        line = f"eval  step {ev.get('step')}  eval_loss {v:.4f}" if v is not None else f"eval  step {ev.get('step')}"
+        if hist is not None and hist.best_eval is not None:
+            line += f"  (best {hist.best_eval[0]:.4f} at step {hist.best_eval[1]})"
+        return line
+    if t == "progress":
+        frac = _num(ev.get("fraction"))
+        return f"{ev.get('message', '')}" + (f" ({frac * 100:.0f}%)" if frac is not None else "")
+    if t == "start":
+        est = _num(ev.get("estimate_gib"))
+        extra = f" (VRAM estimate {est:.1f} GiB)" if est is not None else ""
+        if ev.get("resumed_from"):
+            return f"resumed from {ev['resumed_from']} at step {ev.get('step')} of {ev.get('total_steps')}{extra}"
+        return f"training started: {ev.get('total_steps')} steps{extra}"
+    if t == "checkpoint":
+        return f"checkpoint saved: {Path(str(ev.get('path', ''))).name or ev.get('path')} (step {ev.get('step')})"
+    if t == "warning":
+        kind = f" [{ev['kind']}]" if ev.get("kind") else ""
+        return f"warning{kind}: {ev.get('message')}" + (f" — {ev['hint']}" if ev.get("hint") else "")
+    if t == "state":
+        msg = f"state: {ev.get('state')}"
+        if ev.get("message"):
+            msg += f" — {ev['message']}"
+        if ev.get("hint"):
+            msg += f" ({ev['hint']})"
+        return msg
+    if t == "dataset" and ev.get("rows") is not None:
+        bits = [f"{ev['rows']:,} rows" if isinstance(ev["rows"], int) else f"{ev['rows']} rows"]
+        if ev.get("format"):
+            bits.append(f"format {ev['format']}")
+        if ev.get("dropped"):
+            bits.append(f"{ev['dropped']} dropped")
+        if isinstance(ev.get("tokens"), int):
+            bits.append(f"{ev['tokens']:,} tokens")
+        return "dataset: " + ", ".join(bits)
+    if t == "model" and ev.get("trainable_params"):
+        return (f"model: {ev.get('path')}  {ev['trainable_params']:,} trainable of {ev.get('total_params', 0):,} "
+                f"parameters" + ("  (4-bit)" if ev.get("load_in_4bit") else ""))
+    if t == "summary":
+        secs = _num(ev.get("train_seconds"))
+        return f"trained {ev.get('tokens') or 0:,} tokens in {fmt_duration(secs)}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# `tui-tuner logs RUN [--follow]`
+
+
+def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: float = 0.5,
+                  stop: Callable[[], bool] = lambda: False):
+    """Print the run's history, then (follow=True) new events until the run ends. Returns Status."""
+    from tui_tuner.errors import RunError
+
+    hist = RunHistory(_train_cfg(run))
+    tail = EventTail(run.events_path)
+    printed_until = -math.inf  # time of the newest event printed
+    skip_until = -math.inf  # after a file replacement, what was already printed is skipped
+    last_state_printed: str | None = None
+    while True:
+        events, reset = tail.read_new()
+        if reset:
+            hist.reset()
+            skip_until = printed_until
+        for ev in events:
+            hist._apply(ev)
+            t = _num(ev.get("time"))
+            if t is not None and t <= skip_until:
+                continue
+            line = format_event(ev, hist)
+            if line:
+                on_line(line)
+            if t is not None:
+                printed_until = max(printed_until, t)
+            if ev.get("type") == "state":
+                last_state_printed = ev.get("state")
+        try:
+            st = run.read_status()
+        except RunError:
+            st = None
+        if st is not None and st.state in FINAL_STATES:
+            # The status can go final a moment before the last events are flushed: drain once more.
+            more, reset = tail.read_new()
+            if reset:
+                hist.reset()
+                skip_until = printed_until
+            for ev in more:
+                hist._apply(ev)
+                line = format_event(ev, hist)
+                if line and (_num(ev.get("time")) or math.inf) > skip_until:
+                    on_line(line)
+                if ev.get("type") == "state":
+                    last_state_printed = ev.get("state")
+            if last_state_printed != st.state:  # e.g. killed: no state event was ever written
+                line = f"state: {st.state}" + (f" — {st.error}" if st.error else "") + (f" ({st.hint})" if st.hint else "")
+                on_line(line)
+            return st
+        if not follow or stop():
+            return st
+        time.sleep(poll)
+
+
+def _train_cfg(run):
+    try:
+        from tui_tuner.config import load_config
+
+        return load_config(run.config_path).train
+    except Exception:  # an old or hand-edited config must not stop anyone reading the run
+        return None
+
+
+def cmd_logs(args) -> int:
+    import sys
+
+    from tui_tuner.rundir import resolve_run
+
+    run = resolve_run(args.run)
+    follow = bool(getattr(args, "follow", False))
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    print(f"run {run.run_id}  (dir: {run.path})", flush=True)
+    try:
+        st = follow_events(run, out, follow=follow)
+    except KeyboardInterrupt:
+        print(f"(stopped following; the run keeps going — `tui-tuner stop {run.run_id}` stops it)", file=sys.stderr)
+        return 0
+    if st is None:
+        return 1
+    if not follow and st.state not in FINAL_STATES:
+        print(f"(still {st.state}: follow it with `tui-tuner logs {run.run_id} -f`)", flush=True)
+        return 0
+    return 0 if st.state in ("completed", "stopped", "running", "pending") else 1
