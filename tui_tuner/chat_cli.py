@@ -1,0 +1,88 @@
+"""`tui-tuner chat TARGET`: one-shot answers (--prompt/--prompts, --json) or the interactive chat pane.
+
+TARGET is a run (its base in 4-bit as trained + its adapter, with the chat template it trained
+with) or a model alone. One-shot mode loads the model in this process (it is a batch command);
+the pane runs it in a separate inference process so the UI never waits on torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tui_tuner.errors import UserError
+
+
+def read_prompts(path: str) -> list[str]:
+    """One prompt per line; blank lines are skipped."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"--prompts {path}: file not found", hint="give a text file with one prompt per line")
+    if p.is_dir():
+        raise UserError(f"--prompts {path}: is a folder", hint="give a text file with one prompt per line")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"--prompts {path}: line {line} is not UTF-8 text", hint="save the file as UTF-8") from None
+    prompts = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not prompts:
+        raise UserError(f"--prompts {path}: no prompts in the file", hint="write one prompt per line")
+    return prompts
+
+
+def sampling_from_args(args) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "top_k": args.top_k, "repetition_penalty": args.repetition_penalty}
+
+
+def cmd_chat(args) -> int:
+    from tui_tuner.inference.engine import SamplingParams
+    from tui_tuner.inference.target import describe_target
+
+    prompts = list(args.prompt or [])
+    if args.prompts:
+        prompts += read_prompts(args.prompts)
+    target = describe_target(args.target, args.checkpoint)  # one clear line for a bad target, before any load
+    params = SamplingParams.from_dict(sampling_from_args(args))
+    if not prompts:
+        if args.json:
+            raise UserError("--json needs --prompt or --prompts", hint="or leave out --json to open the chat pane")
+        from tui_tuner.ui.screens.chat import run_chat_app
+
+        return run_chat_app(args.target, args.checkpoint, system=args.system, params=sampling_from_args(args),
+                            compare=False)
+    return _one_shot(target, prompts, params, system=args.system, base=args.base, as_json=args.json)
+
+
+def _one_shot(target, prompts: list[str], params, *, system: str | None, base: bool, as_json: bool) -> int:
+    from tui_tuner import hub
+    from tui_tuner.inference.engine import Engine
+
+    hub.go_offline_if_unreachable()
+
+    def progress(message: str, fraction=None) -> None:
+        if message != "ready":
+            print(f"… {message}", file=sys.stderr, flush=True)
+
+    engine = Engine(target, progress=progress)
+    info = engine.load()
+    who = "base model" if (base or not target.is_run) else f"adapter {info['adapter']}"
+    print(f"… {target.label}: {who}, {'4-bit ' + info['quant_type'] if info['load_in_4bit'] else info['dtype']}"
+          f" on {info['device']}, chat template from {info['chat_template_source']}", file=sys.stderr, flush=True)
+    results = []
+    for prompt in prompts:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        if as_json:
+            reply = engine.generate(messages, params, use_adapter=not base)
+        else:
+            print(f"> {prompt}", flush=True)
+            reply = engine.generate(messages, params, use_adapter=not base,
+                                    on_text=lambda text, n: text and print(text, end="", flush=True))
+            print("\n", flush=True)
+        results.append({"prompt": prompt, "reply": reply.text})
+    if as_json:
+        json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
+        print()
+    return 0
