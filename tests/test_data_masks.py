@@ -1,0 +1,116 @@
+"""The loss mask, exactly, per chat-template family: only assistant replies + their end-of-turn
+token are trained; system and user tokens, role headers and the newline after the end-of-turn are not."""
+
+from __future__ import annotations
+
+import pytest
+from data_helpers import FAMILIES, conv, eot, make_tokenizer, trained_runs, write_jsonl
+
+from tui_tuner.config import DataConfig
+from tui_tuner.data.masking import ChatMasker
+from tui_tuner.data.prepare import prepare_dataset
+from tui_tuner.data.templates import FALLBACK_TEMPLATES
+
+SYSTEM = "You are a helpful assistant."
+TURNS = ("What is the capital of France?", "Paris is the capital of France.",
+         "And how do I reset my password?", "Open settings, choose account, then reset.",
+         "Thanks!", "Hello, goodbye.")
+REPLIES = TURNS[1::2]
+
+
+def _mask(tok, messages):
+    m = ChatMasker(tok, tok.chat_template)
+    full, spans, method = m.spans(messages)
+    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+    labels = m.label(enc["input_ids"], enc["offset_mapping"], spans)
+    return full, enc["input_ids"], labels, method
+
+
+@pytest.mark.parametrize("family", ["qwen2.5", "llama3", "gemma", "phi3"])
+def test_prefix_stable_families_train_exactly_each_reply_and_its_end_of_turn(family):
+    tok = make_tokenizer(family)
+    system = family != "gemma"  # Gemma's template refuses a system role
+    msgs = conv(*TURNS, system=SYSTEM if system else None)["messages"]
+    full, ids, labels, method = _mask(tok, msgs)
+    assert method == "prefix"
+    assert trained_runs(tok, ids, labels) == [r + eot(family) for r in REPLIES]
+    # the rendered text really is the family's format (not a fallback), user/system untrained
+    untrained = tok.decode([t for t, lab in zip(ids, labels) if lab == -100])
+    for text in (TURNS[0], TURNS[2], TURNS[4]) + ((SYSTEM,) if system else ()):
+        assert text in untrained
+    assert full == tok.apply_chat_template(msgs, tokenize=False)
+
+
+def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used():
+    # Mistral v0.3 prints the system prompt inside the LAST user turn only, so rendering a prefix of
+    # the conversation changes earlier text: not prefix-stable -> per-row content search.
+    tok = make_tokenizer("mistral")
+    msgs = conv(*TURNS, system=SYSTEM)["messages"]
+    full, ids, labels, method = _mask(tok, msgs)
+    assert method == "search"
+    runs = trained_runs(tok, ids, labels)
+    # "[/INST] Reply</s>": the separator space is trained only where the tokenizer fused it into the
+    # reply's first token (byte-level BPE " P" -> one token); never more than that one space.
+    assert [r.removeprefix(" ") for r in runs] == [r + "</s>" for r in REPLIES]
+    assert all(r.startswith(REPLIES[i][:1]) or r.startswith(" " + REPLIES[i][:1]) for i, r in enumerate(runs))
+    assert "[INST]" not in "".join(runs)
+    # without a system prompt the template is prefix-stable
+    _, ids2, labels2, method2 = _mask(tok, conv(*TURNS)["messages"])
+    assert method2 == "prefix"
+    assert [r.removeprefix(" ") for r in trained_runs(tok, ids2, labels2)] == [r + "</s>" for r in REPLIES]
+
+
+def test_qwen3_rewrites_history_and_still_masks_only_replies():
+    tok = make_tokenizer("qwen3")
+    msgs = conv(*TURNS, system=SYSTEM)["messages"]
+    _, ids, labels, _ = _mask(tok, msgs)
+    # Qwen3 adds an empty "<think>\n\n</think>\n\n" to the last reply only (not prefix-stable); the
+    # content search trains the replies and their <|im_end|>, not the template's think block.
+    assert trained_runs(tok, ids, labels) == [r + "<|im_end|>" for r in REPLIES]
+    assert "<think>" in tok.decode(ids)
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACK_TEMPLATES))
+def test_fallback_templates_on_a_base_tokenizer(name):
+    tok = make_tokenizer(None, FALLBACK_TEMPLATES[name])
+    msgs = conv(*TURNS, system=SYSTEM)["messages"]
+    _, ids, labels, method = _mask(tok, msgs)
+    assert method == "prefix"
+    end = {"simple": "</s>", "chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>",
+           "gemma": "<end_of_turn>", "phi3": "<|end|>"}[name]
+    runs = trained_runs(tok, ids, labels)
+    assert [r.removeprefix(" ") for r in runs] == [r + end for r in REPLIES]
+
+
+def test_prepare_dataset_labels_match_the_mask_and_the_end_of_turn_is_a_real_token(tmp_path):
+    tok = make_tokenizer("qwen2.5")
+    p = write_jsonl(tmp_path / "chat.jsonl", [conv(*TURNS, system=SYSTEM), conv("Hi?", "Hello, goodbye.")])
+    data = prepare_dataset(DataConfig(path=str(p), val_ratio=0), tok, seed=0)
+    assert data.val is None and len(data.train) == 2
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    for row in data.train:
+        ids, labels = row["input_ids"], row["labels"]
+        assert row["length"] == len(ids) == len(labels)
+        # every trained run ends on <|im_end|> (one token), and the "\n" after it is not trained
+        for i, lab in enumerate(labels):
+            if lab != -100 and (i + 1 == len(labels) or labels[i + 1] == -100):
+                assert ids[i] == im_end
+    row0 = data.train[0]
+    assert trained_runs(tok, row0["input_ids"], row0["labels"]) == [r + "<|im_end|>" for r in REPLIES]
+    assert data.chat_template == tok.chat_template
+    assert data.report.trained_tokens == sum(sum(1 for x in r["labels"] if x != -100) for r in data.train)
+
+
+def test_base_model_without_template_gets_the_simple_fallback_and_it_is_returned(tmp_path):
+    tok = make_tokenizer(None)  # no chat template at all
+    p = write_jsonl(tmp_path / "c.jsonl", [conv("Hi?", "Hello, goodbye.")])
+    data = prepare_dataset(DataConfig(path=str(p), val_ratio=0), tok, seed=0)
+    assert data.chat_template == FALLBACK_TEMPLATES["simple"]
+    assert data.report.chat_template == "simple"
+    row = data.train[0]
+    assert trained_runs(tok, row["input_ids"], row["labels"]) == ["Hello, goodbye.</s>"]
+    # a named template overrides the tokenizer's own
+    tok2 = make_tokenizer("qwen2.5")
+    data2 = prepare_dataset(DataConfig(path=str(p), val_ratio=0, chat_template="llama3"), tok2, seed=0)
+    assert data2.chat_template == FALLBACK_TEMPLATES["llama3"] and data2.report.chat_template == "llama3"
+
