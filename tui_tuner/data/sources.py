@@ -190,9 +190,9 @@ def _load_file(p: Path, skip_bad_lines: bool, progress: Progress | None) -> Load
 
     if progress:
         progress(f"checking {p.name}", None)
-    src = _prescan(p, kind, display)
-    if src != p:
-        notes.append("transcoded to UTF-8 from " + src.name.rsplit(".", 2)[-2].upper())
+    src, encoding = _prescan(p, kind, display)
+    if encoding:
+        notes.append(f"read as {encoding.upper()} (byte-order mark) and converted to UTF-8")
 
     field_name = None
     if kind in ("json", "jsonl"):
@@ -275,15 +275,15 @@ _BOMS = [
 ]
 
 
-def _prescan(p: Path, kind: str, display: str) -> Path:
-    """Validate a text file in one streaming pass; returns the path to read (maybe transcoded)."""
+def _prescan(p: Path, kind: str, display: str) -> tuple[Path, str | None]:
+    """Validate a text file in one streaming pass: (path to read, source encoding if transcoded)."""
     with open(p, "rb") as f:
         head = f.read(CHUNK)
     if not head:
         raise UserError(f"{display} is empty", hint="the file has no data")
     for bom, enc in _BOMS:
         if head.startswith(bom):
-            return _transcode(p, enc, display)
+            return _transcode(p, enc, display), enc
     if b"\x00" in head:
         raise UserError(f"{display} looks like a binary file, not text (it contains NUL bytes)",
                         hint="give a JSONL, JSON, CSV, TSV, Parquet or TXT file")
@@ -334,7 +334,7 @@ def _prescan(p: Path, kind: str, display: str) -> Path:
     if kind == "json" and offset > MAX_JSON_DOCUMENT_BYTES:
         raise UserError(f"{display} is a {offset / 2**30:.1f} GiB JSON document; it would be read whole",
                         hint="convert it to JSON Lines (one object per line), e.g. `jq -c '.[]' in.json > out.jsonl`")
-    return p
+    return p, None
 
 
 def _huge_line(display: str, line_no: int, size: int) -> UserError:
@@ -373,7 +373,8 @@ def _transcode(p: Path, encoding: str, display: str) -> Path:
             dst.write(text)
         dst.write(dec.decode(b"", final=True))
     os.replace(tmp, out)
-    return _prescan(out, EXTENSIONS.get(p.suffix.lower(), "txt"), display)
+    _prescan(out, EXTENSIONS.get(p.suffix.lower(), "txt"), display)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
