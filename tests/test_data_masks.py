@@ -21,8 +21,8 @@ REPLIES = TURNS[1::2]
 def _mask(tok, messages):
     m = ChatMasker(tok, tok.chat_template)
     full, spans, method = m.spans(messages)
-    enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
-    labels = m.label(enc["input_ids"], enc["offset_mapping"], spans)
+    enc = tok(full, add_special_tokens=False)
+    labels = m.label(enc["input_ids"], enc.encodings[0], spans)
     return full, enc["input_ids"], labels, method
 
 

@@ -19,7 +19,7 @@ Method (works for any template, no `{% generation %}` markers needed):
    search), which still yields exact spans as long as the template prints the content verbatim.
    A row neither method can place is dropped and counted ("unmaskable").
 
-Tokens are labelled by character offsets: a token is trained when it overlaps an assistant span,
+Tokens are labelled by character position: a token is trained when it overlaps an assistant span,
 so a token that fuses the separator with the first word (Mistral's " Hi" after "[/INST]") is
 trained as a whole.
 """
@@ -27,7 +27,6 @@ trained as a whole.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from typing import Any
 
 IGNORE = -100
@@ -144,18 +143,29 @@ class ChatMasker:
     # -- tokens -----------------------------------------------------------------------------------
 
     @staticmethod
-    def label(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    def label(ids: list[int], encoding, spans: list[tuple[int, int]]) -> list[int]:
+        """Labels for one tokenized text: ids inside assistant spans, IGNORE elsewhere.
+
+        `encoding` is the tokenizers.Encoding of the text; its char_to_token maps each span's first
+        and last character to the tokens that contain them (no per-token offset lists needed).
+        """
         labels = [IGNORE] * len(ids)
-        if not spans:
-            return labels
-        starts = [o[0] for o in offsets]
-        ends = [o[1] for o in offsets]
         for a, b in spans:
-            i0 = bisect_right(ends, a)  # first token ending after a
-            i1 = bisect_left(starts, b)  # first token starting at/after b
-            if i1 > i0:
-                labels[i0:i1] = ids[i0:i1]
+            i0 = _char_to_token(encoding, a, b, +1)
+            i1 = _char_to_token(encoding, b - 1, a - 1, -1)
+            if i0 is not None and i1 is not None and i1 >= i0:
+                labels[i0:i1 + 1] = ids[i0:i1 + 1]
         return labels
+
+
+def _char_to_token(encoding, pos: int, stop: int, step: int) -> int | None:
+    """Token index containing char `pos`, moving towards `stop` past chars no token covers."""
+    while pos != stop:
+        t = encoding.char_to_token(pos)
+        if t is not None:
+            return t
+        pos += step
+    return None
 
 
 class _NotPrefixStable(Exception):

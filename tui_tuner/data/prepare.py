@@ -90,6 +90,7 @@ class RowProcessor:
         self.drop_empty = c.drop_empty
         self.phrases = [p.lower() for p in (c.disclaimer_phrases or [])] if c.drop_disclaimers else []
         self._masker: ChatMasker | None = None
+        self._direct: bool | None = None
 
     def __getstate__(self):
         d = dict(self.__dict__)
@@ -101,6 +102,28 @@ class RowProcessor:
         if self._masker is None:
             self._masker = ChatMasker(self.tokenizer, self.template)
         return self._masker
+
+    def _encode(self, texts: list[str]) -> list:
+        """tokenizers.Encoding per text, without special tokens (templates add their own).
+
+        The Rust tokenizer is called directly: the transformers wrapper would convert every
+        encoding to Python dicts we do not use. Checked once against the wrapper's ids.
+        """
+        if self._direct is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            ok = backend is not None
+            if ok:
+                probe = texts[:8]
+                want = self.tokenizer(probe, add_special_tokens=False)["input_ids"]
+                ok = [e.ids for e in backend.encode_batch(probe, add_special_tokens=False)] == want
+            self._direct = ok
+        if self._direct:
+            return self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        enc = self.tokenizer(texts, add_special_tokens=False)
+        if enc.encodings is None:
+            raise UserError("this tokenizer has no fast (Rust) implementation, which loss masks need",
+                            hint="use a model whose tokenizer.json is available (AutoTokenizer use_fast)")
+        return enc.encodings
 
     def _has_disclaimer(self, text: str) -> bool:
         low = text.lower()
@@ -142,7 +165,7 @@ class RowProcessor:
             if st != "ok":
                 status[i] = _CODE[st]
                 continue
-            hashes[i] = _hash(json.dumps(msgs, ensure_ascii=False, separators=(",", ":")))
+            hashes[i] = _hash("\x1e".join(m["role"] + "\x1f" + m["content"] for m in msgs))
             try:
                 full, spans, _ = masker.spans(msgs)
             except TemplateRenderError:
@@ -156,11 +179,10 @@ class RowProcessor:
         trained = [0] * n
         truncated = [False] * n
         if texts:
-            enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
-                                 return_attention_mask=False)
+            encs = self._encode(texts)
             for j, i in enumerate(where):
-                ids = enc["input_ids"][j]
-                labs = masker.label(ids, enc["offset_mapping"][j], spans_of[j])
+                ids = encs[j].ids
+                labs = masker.label(ids, encs[j], spans_of[j])
                 if len(ids) > self.max_length:
                     if not self.truncate:
                         status[i] = _CODE["too_long"]
