@@ -14,6 +14,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,15 @@ def make_checkpoint(run: RunDir, step: int) -> Path:
     for name in reversed(CHECKPOINT_REQUIRED):  # trainer_state.json last, like the Trainer
         (cp / name).write_text("{}" if name.endswith(".json") else "x")
     return cp
+
+
+def stopped(run: RunDir, step: int) -> int:
+    cp = make_checkpoint(run, step)
+    run.append_event("checkpoint", step=step, path=str(cp))
+    run.update_status(state="stopped", ended_at=time.time(), last_checkpoint=str(cp))
+    run.append_event("state", state="stopped", message=f"stopped at step {step}",
+                     hint=f"resume with `tui-tuner resume {run.run_id}`")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -76,6 +86,8 @@ def main(argv=None) -> int:
         say(msg)
     run.append_event("system", step=0, gpu=gpu, proc=proc)
     run.append_event("start", step=0, total_steps=args.steps, resumed_from=None, pid=me.pid, estimate_gib=18.4)
+    stop = []  # like the real worker: SIGTERM or the STOP file → checkpoint, then "stopped"
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     rng = random.Random(args.seed)
     last_sys = time.time()
     tokens = 0
@@ -100,9 +112,12 @@ def main(argv=None) -> int:
         if time.time() - last_sys >= args.system_every:
             run.append_event("system", step=step, gpu=gpu, proc=proc)
             last_sys = time.time()
+        if stop or run.stop_path.exists():
+            return stopped(run, step)
     if args.hang:
-        while True:
-            time.sleep(1)
+        while not (stop or run.stop_path.exists()):
+            time.sleep(0.1)
+        return stopped(run, args.steps)
     run.append_event("summary", step=args.steps, train_seconds=args.steps * args.interval,
                      events_overhead_seconds=0.01, sampler_cpu_seconds=0.001, tokens=tokens)
     run.update_status(state="completed", ended_at=time.time(), step=args.steps)
