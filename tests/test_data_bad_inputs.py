@@ -162,3 +162,18 @@ def test_cli_bad_column_argument(model_dir, tmp_path, capsys):
     assert cli.main(["data", "inspect", str(p), "--model", str(model_dir), "--column", "prompt=q",
                      "--column", "completion=r", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["format"] == "prompt_completion"
+
+
+def test_cli_inspects_the_sample_with_the_demo_model(capsys):
+    # the real defaults: --model demo (built offline once per test session) and the bundled sample
+    rc = cli.main(["data", "inspect", "sample", "--json", "--examples", "2"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["ok"] and d["format"] == "messages" and d["model"] == "demo"
+    assert d["rows"]["train"] + d["rows"]["val"] == d["rows"]["read"] > 0
+    ex = d["examples"][0]
+    trained = "".join(s["text"] for s in ex["segments"] if s["trained"])
+    assert trained.endswith("<|end|>") and ex["trained_tokens"] > 0
+    assert "<|user|>" in "".join(s["text"] for s in ex["segments"] if not s["trained"])
+    rc = cli.main(["data", "inspect", "sample", "--examples", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Format   messages" in out and "⟦" in out  # trained tokens marked without colour

@@ -114,3 +114,18 @@ def test_base_model_without_template_gets_the_simple_fallback_and_it_is_returned
     data2 = prepare_dataset(DataConfig(path=str(p), val_ratio=0, chat_template="llama3"), tok2, seed=0)
     assert data2.chat_template == FALLBACK_TEMPLATES["llama3"] and data2.report.chat_template == "llama3"
 
+
+
+def test_the_demo_template_and_the_sample_dataset():
+    from tui_tuner import demo
+
+    tok = demo.build_tokenizer()
+    msgs = conv(*TURNS, system=SYSTEM)["messages"]
+    _, ids, labels, method = _mask(tok, msgs)
+    assert method == "prefix"
+    assert trained_runs(tok, ids, labels) == [r + "<|end|>" for r in REPLIES]
+    data = prepare_dataset(DataConfig(path="sample", val_ratio=0), tok, seed=0)
+    assert data.report.format == "messages" and data.report.dropped_total == 0
+    expected = [reply + "<|end|>" for _, reply in demo.faq_turns()]
+    got = [run for row in data.train for run in trained_runs(tok, row["input_ids"], row["labels"])]
+    assert got == expected
