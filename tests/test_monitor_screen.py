@@ -65,10 +65,10 @@ async def test_replay_of_a_recorded_gpu_run_shows_everything():
         assert "epoch 3.00" in stats and "best 1.1316 @60" in stats and "tok/s" in stats
         gpu = text_of(scr, "#gpu")
         for expected in ("NVIDIA GeForce RTX 4090", "96% @ 2505 MHz", "8.5/24.0 GiB", "67°C", "fan N/A",
-                         "388/450 W", "estimate 8.9 GiB", "peak 8.1 GiB (reserved 8.7)", "4242 worker",
+                         "388/450 W", "estimate 8.9 GiB", "peak   8.1 GiB (reserved 8.7)", "4242 worker",
                          "1187", "worker CPU 102%"):
             assert expected in gpu, expected
-        warnings = text_of(scr, "#warnings")
+        warnings = text_of(scr, "#warnings-text")
         assert "overfitting @100" in warnings and "checkpoint-60" in warnings and "(computed)" not in warnings
         log = "\n".join(scr.query_one("#log").lines)
         assert "step 120/120" in log and "kernels" not in log
@@ -89,8 +89,8 @@ async def test_no_gpu_run_says_so_and_computes_warnings_for_old_runs():
         scr = app.screen
         assert scr.has_class("-compact")
         gpu = text_of(scr, "#gpu")
-        assert NO_GPU in gpu and "peak N/A (CPU run)" in gpu and "worker CPU" in gpu
-        warnings = text_of(scr, "#warnings")
+        assert NO_GPU in gpu and "peak   N/A (CPU run)" in gpu and "worker CPU" in gpu
+        warnings = text_of(scr, "#warnings-text")
         assert "loss_spike @30" in warnings and "(computed)" in warnings
         assert "stopped at step 40" in text_of(scr, "#banner")
         assert "no checkpoint to resume from" in text_of(scr, "#banner")

@@ -53,10 +53,13 @@ class MonitorScreen(Screen):
     MonitorScreen #loss-chart { height: 2fr; min-height: 6; }
     MonitorScreen #small-charts { height: 1fr; min-height: 5; }
     MonitorScreen #side { width: 38; max-width: 45%; scrollbar-size-vertical: 1; }
-    MonitorScreen #warnings { height: auto; border: round $warning; padding: 0 1; display: none; }
+    MonitorScreen #bottom { height: 7; }
+    MonitorScreen #log { width: 1fr; border: round $primary-darken-2; overflow-x: hidden;
+                         scrollbar-size-vertical: 1; }
+    MonitorScreen #warnings { width: 1fr; border: round $warning; padding: 0 1; display: none;
+                              scrollbar-size-vertical: 1; }
     MonitorScreen #warnings.show { display: block; }
-    MonitorScreen #log { height: 6; border: round $primary-darken-2; }
-    MonitorScreen.-compact #log { height: 4; border: none; border-top: solid $primary-darken-2; }
+    MonitorScreen.-compact #bottom { height: 5; }
     MonitorScreen.-compact #small-charts { min-height: 4; }
     """
     BINDINGS = [
@@ -117,11 +120,13 @@ class MonitorScreen(Screen):
                     yield MetricChart("lr", empty="no steps yet", y_format=fmt_sci, id="lr-chart")
                     yield MetricChart("grad norm", empty="no steps yet", id="grad-chart")
             with VerticalScroll(id="side"):
-                yield Static(id="warnings")
                 yield GpuPanel(id="gpu")
-        log = Log(max_lines=500, id="log")
-        log.border_title = "train.log"
-        yield log
+        with Horizontal(id="bottom"):
+            log = Log(max_lines=500, id="log")
+            log.border_title = "train.log"
+            yield log
+            with VerticalScroll(id="warnings"):  # focusable: tab to it and scroll with the keys
+                yield Static(id="warnings-text")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -226,7 +231,7 @@ class MonitorScreen(Screen):
             self._set("#banner", banner)
             self.query_one("#banner").set_class(bool(banner), "show")
             self.query_one(GpuPanel).show(view, compact=self.has_class("-compact"))
-            self._set("#warnings", self._warnings_text(warnings))
+            self._set("#warnings-text", self._warnings_text(warnings))
             self.query_one("#warnings").border_title = f"Warnings ({len(warnings)})"
             self.query_one("#warnings").set_class(bool(warnings), "show")
             self._flush_log()

@@ -94,9 +94,9 @@ def render_gpu(v: GpuView, width: int = 34, compact: bool = False) -> str:
         peak = f"{gib(v.peak_allocated)} GiB"
         if v.peak_reserved is not None:
             peak += f" (reserved {gib(v.peak_reserved)})"
-        lines.append(f"       peak {peak}")
+        lines.append(f"peak   {peak}")
     else:
-        lines.append("       peak N/A" + (" (CPU run)" if v.seen and g is None else ""))
+        lines.append("peak   N/A" + (" (CPU run)" if v.seen and g is None else ""))
     if g is not None:
         procs = g.get("processes") or []
         if not procs:
