@@ -40,6 +40,7 @@ class StepIndicator(Static):
 
 
 class WizardScreen(Screen):
+    AUTO_FOCUS = None  # each step says what gets focus first
     HELP_TITLE = "New fine-tune"
     HELP_TEXT = ("Five steps: model → VRAM → dataset → hyperparameters → review & launch. "
                  "Nothing is lost going back and forth.")

@@ -17,6 +17,7 @@ class WizardStep(VerticalScroll):
 
     step_id = ""
     title = ""
+    can_focus = False  # tab goes field to field; the scroll follows the focus
     # Config paths edited on this step: their problems block "next".
     FIELDS: tuple[str, ...] = ()
 

@@ -19,14 +19,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.timer import Timer
-from textual.widgets import Button, LoadingIndicator, Static
+from textual.widgets import Button, Collapsible, LoadingIndicator, Static
 
 from tui_tuner.ui.widgets.steps.base import WizardStep
 from tui_tuner.ui.widgets.steps.fields import ConfigField
 
-DATA_FIELDS = ("data.path", "data.format", "data.columns", "data.max_length", "data.val_ratio",
-               "data.clean.too_long", "data.clean.drop_empty", "data.clean.dedupe", "data.clean.drop_disclaimers",
+MAIN_FIELDS = ("data.path", "data.format", "data.columns", "data.max_length", "data.val_ratio")
+MORE_FIELDS = ("data.clean.too_long", "data.clean.drop_empty", "data.clean.dedupe", "data.clean.drop_disclaimers",
                "data.skip_bad_lines", "data.chat_template", "data.clean.disclaimer_phrases")
+DATA_FIELDS = MAIN_FIELDS + MORE_FIELDS
 TRAINED_STYLE = "bold black on green"
 PROMPT_STYLE = "dim"
 HIST_GLYPH = "█"
@@ -100,7 +101,8 @@ class DatasetStep(WizardStep):
     DEFAULT_CSS = """
     DatasetStep #ds-path-row { height: auto; }
     DatasetStep #ds-path-row ConfigField { width: 1fr; }
-    DatasetStep #ds-browse { min-width: 14; margin-left: 1; }
+    DatasetStep #ds-browse { margin-left: 1; }
+    DatasetStep Collapsible { padding: 0; border: none; }
     DatasetStep #ds-status-row { height: auto; margin-top: 1; }
     DatasetStep #ds-spinner { width: 6; height: 1; }
     DatasetStep #ds-status { width: 1fr; height: auto; }
@@ -112,10 +114,14 @@ class DatasetStep(WizardStep):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-path-row"):
-            yield ConfigField("data.path", self.state.get("data.path"), placeholder="file, folder, or 'sample'")
-            yield Button("Browse (ctrl+o)", id="ds-browse")
-        for p in DATA_FIELDS[1:]:
-            yield ConfigField(p, self.state.get(p), show_help=p not in ("data.clean.disclaimer_phrases",))
+            yield ConfigField("data.path", self.state.get("data.path"), placeholder="file, folder, or 'sample'",
+                              show_help="focus")
+            yield Button("Browse ^o", id="ds-browse", compact=True)
+        for p in MAIN_FIELDS[1:]:
+            yield ConfigField(p, self.state.get(p), show_help="focus")
+        with Collapsible(title="Cleaning, long rows, chat template", id="ds-more"):
+            for p in MORE_FIELDS:
+                yield ConfigField(p, self.state.get(p), show_help="focus")
         with Horizontal(id="ds-status-row"):
             yield LoadingIndicator(id="ds-spinner")
             yield Static("", id="ds-status")
@@ -140,6 +146,7 @@ class DatasetStep(WizardStep):
         if any(p.startswith("data.") or p == "model.name_or_path" for p in paths):
             self.state.data_result = None
             self.state.data_key = None
+            self.state.data_error = None  # judged again by the next inspection
             if self.screen.current is self:
                 self.schedule_inspect(0.6)  # debounce typing
 
@@ -223,8 +230,10 @@ class DatasetStep(WizardStep):
         if s.train_tokens:
             t.add_row("tokens", f"{s.train_tokens:,} per epoch" +
                       (f", {s.trained_tokens:,} carry loss" if s.trained_tokens else ""))
-        for w in (r.get("warnings") or [])[:3]:
-            t.add_row("note", Text(str(w.get("message", w) if isinstance(w, dict) else w), style="yellow"))
+        for w in list(r.get("errors") or [])[:3]:
+            t.add_row("problem", Text(str(w), style="red"))
+        for w in list(r.get("notes") or [])[:3]:
+            t.add_row("note", Text(str(w), style="yellow"))
         hist = histogram(s.length_stats, s.max_length)
         if hist is not None:
             t.add_row("lengths", hist)
@@ -249,6 +258,8 @@ class DatasetStep(WizardStep):
         out = super().blocking(errors)
         if self.state.data_error:
             out.append(self.state.data_error)
+        elif not out and self.state.data_result is None:
+            out.append("the dataset is still being inspected: next unlocks when the ✓ line appears")
         return out
 
     @on(Button.Pressed, "#ds-browse")

@@ -104,6 +104,8 @@ class ConfigField(Vertical):
     ConfigField Select { width: 1fr; }
     ConfigField Checkbox { width: 1fr; border: none; padding: 0; }
     ConfigField .field-help { color: $text-muted; padding-left: 24; height: auto; }
+    ConfigField.-help-on-focus .field-help { display: none; }
+    ConfigField.-help-on-focus.-focused .field-help { display: block; }
     ConfigField .field-error { color: $error; padding-left: 24; height: auto; display: none; }
     ConfigField.-invalid .field-error { display: block; }
     ConfigField.-invalid Input { background: $error 30%; }
@@ -121,8 +123,9 @@ class ConfigField(Vertical):
             return self.field
 
     def __init__(self, path: str, value: Any, *, label: str | None = None, help: str | None = None,
-                 placeholder: str = "", show_help: bool = True, id: str | None = None) -> None:
-        super().__init__(id=id or "f-" + path.replace(".", "-"))
+                 placeholder: str = "", show_help: bool | str = True, id: str | None = None) -> None:
+        """show_help: True (always), "focus" (only while the field has focus), or False."""
+        super().__init__(id=id or "f-" + path.replace(".", "-"), classes="-help-on-focus" if show_help == "focus" else "")
         self.path = path
         self.kind = field_kind(path)
         self.initial = value
@@ -172,6 +175,12 @@ class ConfigField(Vertical):
     @property
     def error(self) -> str | None:
         return str(self.query_one(".field-error", Static).content) if self.has_class("-invalid") else None
+
+    def on_descendant_focus(self) -> None:
+        self.add_class("-focused")
+
+    def on_descendant_blur(self) -> None:
+        self.remove_class("-focused")
 
     def _emit(self, value: Any) -> None:
         self.post_message(self.Changed(self, self.path, value))

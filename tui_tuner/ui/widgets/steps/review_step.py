@@ -22,6 +22,7 @@ from tui_tuner.ui.widgets.steps.fields import ConfigField
 class ReviewStep(WizardStep):
     step_id = "review"
     title = "Review & launch"
+    can_focus = True  # so the YAML below the buttons can be scrolled with the keys
     FIELDS = ("name",)
     DEFAULT_CSS = """
     ReviewStep #review-plan { height: auto; border: round $secondary; padding: 0 1; margin-top: 1; }
