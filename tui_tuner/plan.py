@@ -372,7 +372,7 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
     steps = f"{plan.total_steps:,} optimizer steps" if plan.total_steps else "? optimizer steps"
     if plan.steps_per_epoch:
         steps += f" ({plan.steps_per_epoch:,} per epoch"
-        steps += f", {plan.epochs:g} epochs)" if plan.epochs is not None else ")"
+        steps += f", {plan.epochs:.3g} epochs)" if plan.epochs is not None else ")"
     L.append(f"steps      {steps}")
     if plan.seconds_per_epoch is not None:
         L.append(f"time       ≈ {format_duration(plan.seconds_per_epoch)} per epoch, ≈ "

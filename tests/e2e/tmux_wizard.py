@@ -30,11 +30,12 @@ class Tmux:
     def __init__(self, session: str, width: int, height: int, env: dict[str, str], log=print):
         self.s, self.w, self.h, self.env, self.log = session, width, height, env, log
 
-    def start(self, cmd: str) -> None:
+    def start(self, cmd: str, cwd: Path) -> None:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         # The pane stays open after the app exits so its last screen can still be read.
         subprocess.run(["tmux", "new-session", "-d", "-s", self.s, "-x", str(self.w), "-y", str(self.h),
-                        f"env {exports} {cmd}; echo '[app exited]' $?; sleep 600"], check=True)
+                        f"cd {shlex.quote(str(cwd))} && env {exports} {cmd}; echo '[app exited]' $?; sleep 600"],
+                       check=True)
 
     def screen(self) -> str:
         out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.s], capture_output=True, text=True)
@@ -93,7 +94,7 @@ def walk(t: Tmux, home: Path, log=print) -> str:
     t.expect("4 steps in all", timeout=20)
     log("step 4 (hyperparameters) ok")
     t.keys("C-n")
-    t.expect("[5 Review & launch]", "optimizer steps", "Launch training", "max_steps: 4", timeout=20)
+    t.expect("[5 Review & launch]", "4 optimizer steps", "Launch training", "tokens per epoch", timeout=20)
     log("step 5 (review) ok")
     t.keys("C-n")  # launch
     deadline = time.time() + 60
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None, log=print) -> int:
         log("building the demo model once…")
         subprocess.run([*exe.split(), "demo", "--build-only"], env=full_env, check=True, capture_output=True)
     try:
-        t.start(f"cd {shlex.quote(str(home))} && {exe}")
+        t.start(exe, home)
         run_id = walk(t, home, log)
         t.keys("C-q")
         t.expect("[app exited] 0", timeout=20)
