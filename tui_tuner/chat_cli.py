@@ -38,7 +38,7 @@ def sampling_from_args(args) -> dict:
 
 
 def cmd_chat(args) -> int:
-    from tui_tuner.inference.engine import SamplingParams
+    from tui_tuner.inference.params import SamplingParams
     from tui_tuner.inference.target import describe_target
 
     prompts = list(args.prompt or [])

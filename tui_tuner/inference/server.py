@@ -108,21 +108,21 @@ class Server:
         return True
 
     def _generate(self, req: dict) -> None:
-        from tui_tuner.inference.engine import SamplingParams
+        from tui_tuner.inference.params import SamplingParams
 
         rid = req.get("id")
         pending: list[str] = []
-        last = 0.0
+        last, sent_n = 0.0, 0
 
         def on_text(text: str, n: int) -> None:
-            nonlocal last
+            nonlocal last, sent_n
             if text:
                 pending.append(text)
             now = time.perf_counter()
-            if pending and now - last >= self.flush_interval:
+            if (pending or n > sent_n) and now - last >= self.flush_interval:  # counts move even without text
                 self.emit("tokens", id=rid, text="".join(pending), n=n)
                 pending.clear()
-                last = now
+                last, sent_n = now, n
 
         try:
             params = SamplingParams.from_dict(req.get("params"))
