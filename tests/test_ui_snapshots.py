@@ -21,7 +21,7 @@ def steady_cursor(monkeypatch):
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
 
 
-def at_step(index: int, *, gpu: bool = True, state=None, after=None):
+def at_step(index: int, *, gpu: bool = True, state=None, after=None, data_report=None):
     async def run_before(pilot) -> None:
         from ui_fixtures import wait_until
 
@@ -36,7 +36,8 @@ def at_step(index: int, *, gpu: bool = True, state=None, after=None):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 
-    app = TunerApp(make_fixed_services(gpu=gpu), start="wizard", wizard_state=state or fixed_state())
+    app = TunerApp(make_fixed_services(gpu=gpu, data_report=data_report), start="wizard",
+                   wizard_state=state or fixed_state())
     return app, run_before
 
 
@@ -67,4 +68,25 @@ def test_step4_hparams_invalid(snap_compare, fresh_home):
         await pilot.press("ctrl+n")
 
     app, before = at_step(3, after=typo)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step3_dataset(snap_compare, fresh_home):
+    from ui_fixtures import RECORDED_REPORT
+
+    async def inspected(pilot):
+        from ui_fixtures import wait_until
+
+        await wait_until(pilot, lambda: pilot.app.screen.state.data_result is not None, what="the report")
+
+    app, before = at_step(2, after=inspected, data_report=RECORDED_REPORT)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_step5_review(snap_compare, fresh_home):
+    from ui_fixtures import RECORDED_REPORT
+
+    st = fixed_state(name="faq-bot")
+    st.data_result, st.data_key = RECORDED_REPORT, st.data_settings_key()
+    app, before = at_step(4, state=st, data_report=RECORDED_REPORT)
     assert snap_compare(app, terminal_size=SIZE, run_before=before)

@@ -92,3 +92,38 @@ def fixed_state(**cfg_changes):
     for path, value in cfg_changes.items():
         st.set(path.replace("__", "."), value)
     return st
+
+
+# A dataset report in the exact shape of `tui-tuner data inspect --json` (recorded from the sample
+# FAQ with the demo tokenizer, trimmed to two examples and a fixed path).
+RECORDED_REPORT = {
+    "path": "faq.jsonl", "source": "faq.jsonl", "input_type": "jsonl", "format": "messages",
+    "columns": {"messages": "messages"}, "columns_found": ["messages"], "chat_template": "tokenizer",
+    "mask_method": {"prefix": 36, "search": 0},
+    "rows": {"read": 40, "train": 35, "val": 1, "dropped": 4, "truncated": 1},
+    "rows_read": 40, "train_rows": 35, "val_rows": 1, "documents": None,
+    "dropped": {"bad_rows": 0, "empty": 1, "no_assistant": 0, "disclaimers": 1, "unmaskable": 0, "too_long": 0,
+                "no_trained_tokens": 0, "duplicates": 2},
+    "truncated": 1,
+    "tokens": {"train": 1706, "val": 26, "trained": 1105, "p50": 46, "p95": 59, "max": 95},
+    "train_tokens": 1706, "trained_tokens": 1105, "max_length": 1024,
+    "lengths": {"count": 36, "p50": 46, "p95": 59, "max": 95, "mean": 48.1, "histogram": [
+        {"lo": 26, "hi": 32, "count": 1}, {"lo": 33, "hi": 39, "count": 4}, {"lo": 40, "hi": 46, "count": 14},
+        {"lo": 47, "hi": 53, "count": 9}, {"lo": 54, "hi": 60, "count": 6}, {"lo": 61, "hi": 67, "count": 0},
+        {"lo": 68, "hi": 74, "count": 1}, {"lo": 75, "hi": 81, "count": 0}, {"lo": 82, "hi": 88, "count": 0},
+        {"lo": 89, "hi": 95, "count": 1}]},
+    "notes": ["1 row was longer than max_length 1024 and was truncated (its end is not trained)"],
+    "errors": [], "ok": True, "model": "demo", "chat_template_text": None,
+    "examples": [
+        {"length": 51, "trained_tokens": 38, "segments": [
+            {"text": "<|user|>\nWhat is tui-tuner?<|end|>\n<|assistant|>\n", "trained": False},
+            {"text": "tui-tuner is a terminal app that fine-tunes an open LLM with QLoRA on one local NVIDIA GPU, "
+                     "also over SSH.<|end|>", "trained": True},
+            {"text": "\n", "trained": False}]},
+        {"length": 44, "trained_tokens": 25, "segments": [
+            {"text": "<|system|>\nAnswer briefly.<|end|>\n<|user|>\nDoes training stop when I close the "
+                     "terminal?<|end|>\n<|assistant|>\n", "trained": False},
+            {"text": "No. The run is a background process; reopen the app to watch it.<|end|>", "trained": True},
+            {"text": "\n", "trained": False}]},
+    ],
+}

@@ -38,6 +38,28 @@ GPU_UTILISATION = 0.25
 CPU_EFFECTIVE_GFLOPS = 50.0  # measured order of magnitude for small 4-bit models on 2 cores (stack-facts §2)
 
 
+# The estimate's terms in the groups the UI draws (weights / LoRA + optimizer / activations / …).
+BREAKDOWN_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("weights", ("weights_4bit", "weights_16bit", "dequant_buffer")),
+    ("LoRA + optimizer", ("lora_weights", "lora_grads", "optimizer")),
+    ("activations", ("activations",)),
+    ("logits", ("logits",)),
+    ("overhead", ("cuda_context", "allocator")),
+]
+
+
+def group_breakdown(breakdown: dict[str, float]) -> list[tuple[str, float]]:
+    """Sum the estimate's terms into BREAKDOWN_GROUPS; unknown terms join 'overhead' (sum kept)."""
+    known = {k for _, keys in BREAKDOWN_GROUPS for k in keys}
+    out = []
+    for name, keys in BREAKDOWN_GROUPS:
+        gib = sum(breakdown.get(k, 0.0) for k in keys)
+        if name == "overhead":
+            gib += sum(v for k, v in breakdown.items() if k not in known)
+        out.append((name, gib))
+    return out
+
+
 @dataclass
 class DataSummary:
     """The part of a dataset inspection the plan needs (taken from `tui-tuner data inspect --json`)."""
@@ -361,8 +383,8 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
                    "unknown": "fit unknown (no GPU size)"}[plan.fit]
         L.append(f"VRAM       {e['total_gib']:.2f} GiB peak ({e['phase']} pass) — {verdict}"
                  + (f"; headroom {e['headroom_gib']:+.2f} GiB" if e.get("headroom_gib") is not None else ""))
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in e["breakdown"].items() if v >= 0.005)
-        L.append(f"           {parts}")
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in group_breakdown(e["breakdown"]))
+        L.append(f"           {parts} GiB")
     elif plan.estimate_error:
         L.append(f"VRAM       ✗ {plan.estimate_error}")
     t = c["train"]
@@ -372,7 +394,10 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
     steps = f"{plan.total_steps:,} optimizer steps" if plan.total_steps else "? optimizer steps"
     if plan.steps_per_epoch:
         steps += f" ({plan.steps_per_epoch:,} per epoch"
-        steps += f", {plan.epochs:.3g} epochs)" if plan.epochs is not None else ")"
+        if plan.epochs is not None:
+            steps += f", {plan.epochs:.3g} epoch{'' if plan.epochs == 1 else 's'})"
+        else:
+            steps += ")"
     L.append(f"steps      {steps}")
     if plan.seconds_per_epoch is not None:
         L.append(f"time       ≈ {format_duration(plan.seconds_per_epoch)} per epoch, ≈ "

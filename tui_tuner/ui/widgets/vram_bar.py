@@ -11,15 +11,9 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-# estimate.breakdown key → group shown in the bar
-GROUPS: list[tuple[str, str, str, tuple[str, ...]]] = [
-    # name, glyph, style, breakdown keys
-    ("weights", "█", "blue", ("weights_4bit", "weights_16bit", "dequant_buffer")),
-    ("LoRA + optimizer", "▓", "magenta", ("lora_weights", "lora_grads", "optimizer")),
-    ("activations", "▒", "yellow", ("activations",)),
-    ("logits", "░", "red", ("logits",)),
-    ("overhead", "▞", "cyan", ("cuda_context", "allocator")),
-]
+# group (tui_tuner.plan.BREAKDOWN_GROUPS) → glyph, style
+LOOK = {"weights": ("█", "blue"), "LoRA + optimizer": ("▓", "magenta"), "activations": ("▒", "yellow"),
+        "logits": ("░", "red"), "overhead": ("▞", "cyan")}
 HEADROOM = ("headroom", "·", "green")
 
 
@@ -32,15 +26,9 @@ class Segment:
 
 
 def segments(breakdown: dict[str, float]) -> list[Segment]:
-    """Group the estimate's terms; any term not named above joins 'overhead' so the sum is kept."""
-    known = {k for *_, keys in GROUPS for k in keys}
-    out = []
-    for name, glyph, style, keys in GROUPS:
-        gib = sum(breakdown.get(k, 0.0) for k in keys)
-        if name == "overhead":
-            gib += sum(v for k, v in breakdown.items() if k not in known)
-        out.append(Segment(name, gib, glyph, style))
-    return out
+    from tui_tuner.plan import group_breakdown
+
+    return [Segment(name, gib, *LOOK[name]) for name, gib in group_breakdown(breakdown)]
 
 
 class VramBar(Widget):

@@ -234,9 +234,13 @@ class DatasetStep(WizardStep):
             t.add_row("problem", Text(str(w), style="red"))
         for w in list(r.get("notes") or [])[:3]:
             t.add_row("note", Text(str(w), style="yellow"))
-        hist = histogram(s.length_stats, s.max_length)
+        ls = s.length_stats
+        if ls.get("count"):
+            t.add_row("lengths", f"median {ls.get('p50')} · 95% under {ls.get('p95')} · longest {ls.get('max')} "
+                                 f"tokens (max length {s.max_length or self.state.get('data.max_length')})")
+        hist = histogram(ls, s.max_length)
         if hist is not None:
-            t.add_row("lengths", hist)
+            t.add_row("", hist)
         self.query_one("#ds-report", Static).update(t)
         ex = Table.grid()
         ex.add_column()

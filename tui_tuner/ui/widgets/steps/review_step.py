@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,6 +18,18 @@ from textual.widgets import Button, Input, Label, Static
 from tui_tuner.errors import UserError
 from tui_tuner.ui.widgets.steps.base import WizardStep
 from tui_tuner.ui.widgets.steps.fields import ConfigField
+
+
+def plan_table(text: str) -> Table:
+    """format_plan's 'label      value' lines as a grid, so wrapped values keep their indent."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    for line in text.splitlines():
+        label, value = line[:10].strip(), line[11:]
+        style = "red" if "✗" in value else "yellow" if label == "note" else ""
+        t.add_row(label, Text(value, style=style))
+    return t
 
 
 class ReviewStep(WizardStep):
@@ -81,7 +94,7 @@ class ReviewStep(WizardStep):
             p.dataset_error = self.state.data_error
         self.plan = p
         self.app.call_from_thread(self.query_one("#review-plan", Static).update,
-                                  plan_mod.format_plan(p, yaml=False))
+                                  plan_table(plan_mod.format_plan(p, yaml=False)))
 
     # -- save -----------------------------------------------------------------------------------
     @on(Button.Pressed, "#review-save-btn")
