@@ -115,6 +115,13 @@ def test_a_single_huge_line_is_refused_reading_in_bounded_chunks(tok, tmp_path, 
     assert msg.startswith(f"{p} line 2 is over 2 MiB long")
 
 
+def test_malformed_csv_row_names_the_line(tok, tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("prompt,completion\na,b\nc,d,e\nf,g\n", encoding="utf-8")
+    msg = error_of(tok, p)
+    assert msg.startswith(f"{p} is not a readable CSV file") and "Expected 2 fields in line 3, saw 3" in msg
+
+
 def test_missing_path_and_unknown_type(tok, tmp_path):
     assert error_of(tok, tmp_path / "nope.jsonl").startswith(f"dataset file not found: {tmp_path / 'nope.jsonl'}")
     p = tmp_path / "data.xyz"

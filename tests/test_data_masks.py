@@ -26,6 +26,11 @@ def _mask(tok, messages):
     return full, enc["input_ids"], labels, method
 
 
+def prepare_dataset_from(tok, rows, tmp_path, **kw):
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    return prepare_dataset(DataConfig(path=str(path), val_ratio=0, **kw), tok, seed=0)
+
+
 @pytest.mark.parametrize("family", ["qwen2.5", "llama3", "gemma", "phi3"])
 def test_prefix_stable_families_train_exactly_each_reply_and_its_end_of_turn(family):
     tok = make_tokenizer(family)
@@ -41,7 +46,7 @@ def test_prefix_stable_families_train_exactly_each_reply_and_its_end_of_turn(fam
     assert full == tok.apply_chat_template(msgs, tokenize=False)
 
 
-def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used():
+def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used(tmp_path):
     # Mistral v0.3 prints the system prompt inside the LAST user turn only, so rendering a prefix of
     # the conversation changes earlier text: not prefix-stable -> per-row content search.
     tok = make_tokenizer("mistral")
@@ -54,6 +59,8 @@ def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used():
     assert [r.removeprefix(" ") for r in runs] == [r + "</s>" for r in REPLIES]
     assert all(r.startswith(REPLIES[i][:1]) or r.startswith(" " + REPLIES[i][:1]) for i, r in enumerate(runs))
     assert "[INST]" not in "".join(runs)
+    with_system = prepare_dataset_from(tok, [conv(*TURNS, system=SYSTEM), conv(*TURNS)], tmp_path)
+    assert with_system.report.mask_method == {"prefix": 1, "search": 1}
     # without a system prompt the template is prefix-stable
     _, ids2, labels2, method2 = _mask(tok, conv(*TURNS)["messages"])
     assert method2 == "prefix"

@@ -86,6 +86,11 @@ def print_report(d: dict[str, Any], console=None) -> None:
     tr = d["tokens"]
     share = f" ({100 * tr['trained'] / tr['train']:.1f}% of {tr['train']:,})" if tr["train"] else ""
     con.print(Text.assemble(("Trained  ", "bold"), f"{tr['trained']:,} tokens carry loss per epoch{share}"))
+    mm = d.get("mask_method") or {}
+    if mm.get("search"):
+        con.print(Text.assemble(("Masks    ", "bold"),
+                                f"{mm['search']:,} rows located by content search (the template rewrites "
+                                f"earlier turns), {mm.get('prefix', 0):,} by prefix renders"))
     for note in d.get("notes") or []:
         con.print(Text.assemble(("Note     ", "bold"), note))
     for err in (d.get("errors") or [])[:5]:

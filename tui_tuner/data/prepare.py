@@ -32,6 +32,7 @@ from tui_tuner.errors import UserError
 # Row status codes written by the map pass; the index is the code. "ok" rows are kept.
 STATUS = ("ok", "bad_rows", "empty", "no_assistant", "disclaimers", "unmaskable", "too_long", "no_trained_tokens")
 _CODE = {name: i for i, name in enumerate(STATUS)}
+FLAG_TRUNCATED, FLAG_SEARCH = 1, 2  # bits of the _flags column
 # Rows per process below which a second process costs more than it saves (bench/data_inspect.py).
 MIN_ROWS_FOR_PROCS = 20_000
 PIPELINE_VERSION = "1"
@@ -155,6 +156,7 @@ class RowProcessor:
         n = len(batch[keys[0]]) if keys else 0
         status = [0] * n
         hashes = [0] * n
+        flags = [0] * n  # FLAG_* bits
         texts: list[str] = []
         spans_of: list[list[tuple[int, int]]] = []
         where: list[int] = []
@@ -167,17 +169,18 @@ class RowProcessor:
                 continue
             hashes[i] = _hash("\x1e".join(m["role"] + "\x1f" + m["content"] for m in msgs))
             try:
-                full, spans, _ = masker.spans(msgs)
+                full, spans, method = masker.spans(msgs)
             except TemplateRenderError:
                 status[i] = _CODE["unmaskable"]
                 continue
             texts.append(full)
             spans_of.append(spans)
             where.append(i)
+            if method == "search":
+                flags[i] |= FLAG_SEARCH
         input_ids: list[list[int]] = [[] for _ in range(n)]
         labels: list[list[int]] = [[] for _ in range(n)]
         trained = [0] * n
-        truncated = [False] * n
         if texts:
             encs = self._encode(texts)
             for j, i in enumerate(where):
@@ -188,14 +191,14 @@ class RowProcessor:
                         status[i] = _CODE["too_long"]
                         continue
                     ids, labs = ids[: self.max_length], labs[: self.max_length]
-                    truncated[i] = True
+                    flags[i] |= FLAG_TRUNCATED
                 k = len(labs) - labs.count(IGNORE)
                 if k == 0:
                     status[i] = _CODE["no_trained_tokens"]
                     continue
                 input_ids[i], labels[i], trained[i] = ids, labs, k
         return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
-                "_status": status, "_hash": hashes, "_trained": trained, "_truncated": truncated}
+                "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags}
 
     def _text_batch(self, batch: dict[str, list]) -> dict[str, list]:
         keys = list(batch)
@@ -227,7 +230,7 @@ class RowProcessor:
                 input_ids[i] = ids + [eos] if eos is not None else ids
         lengths = [len(x) for x in input_ids]
         return {"input_ids": input_ids, "labels": [[] for _ in range(n)], "length": lengths,
-                "_status": status, "_hash": hashes, "_trained": lengths, "_truncated": [False] * n}
+                "_status": status, "_hash": hashes, "_trained": lengths, "_flags": [0] * n}
 
 
 def _hash(text: str) -> int:
@@ -258,7 +261,7 @@ def _fingerprint(ds_fp: str, tokenizer, template: str | None, spec: FormatSpec, 
         tok_state = tokenizer.backend_tokenizer.to_str()
     except Exception:
         tok_state = repr(getattr(tokenizer, "name_or_path", "")) + str(len(tokenizer))
-    for part in (PIPELINE_VERSION, ds_fp, tok_state, json.dumps(tokenizer.special_tokens_map, sort_keys=True,
+    for part in (PIPELINE_VERSION, _code_version(), ds_fp, tok_state, json.dumps(tokenizer.special_tokens_map, sort_keys=True,
                                                                    default=str),
                  template or "", json.dumps(spec.to_dict(), sort_keys=True),
                  str(cfg.max_length), json.dumps(_clean_dict(cfg.clean), sort_keys=True)):
@@ -267,10 +270,38 @@ def _fingerprint(ds_fp: str, tokenizer, template: str | None, spec: FormatSpec, 
     return h.hexdigest()
 
 
+def _code_version() -> str:
+    """Hash of the modules that decide the output: a changed pipeline never reuses a stale cache."""
+    from pathlib import Path
+
+    h = hashlib.blake2b(digest_size=8)
+    here = Path(__file__).parent
+    for name in ("prepare.py", "masking.py", "formats.py", "templates.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
 def _clean_dict(c: CleaningConfig) -> dict:
     import dataclasses
 
     return dataclasses.asdict(c)
+
+
+def _features(names: tuple[str, ...] | None = None):
+    """int32 token ids (half the bytes of Python ints' default int64) and small bookkeeping types."""
+    from datasets import Features, List, Value
+
+    all_ = {"input_ids": List(Value("int32")), "labels": List(Value("int32")), "length": Value("int32"),
+            "_status": Value("int8"), "_hash": Value("int64"), "_trained": Value("int32"), "_flags": Value("int8")}
+    return Features({k: v for k, v in all_.items() if names is None or k in names})
+
+
+def _work_cache():
+    from tui_tuner import paths
+
+    d = paths.cache_dir() / "datasets" / "prepared"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def _num_proc(n_rows: int) -> int | None:
@@ -288,7 +319,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
                     keep_columns: bool = False) -> PreparedData:
     """Read, detect, clean, template, mask, split. Raises UserError for bad input.
 
-    keep_columns=True leaves the bookkeeping columns (_trained, _truncated) in place (inspect).
+    keep_columns=True leaves the bookkeeping columns (_status, _hash, _trained, _flags) in place.
     """
     say = _progress_fn(progress)
     loaded = load_raw(data_cfg.path, skip_bad_lines=data_cfg.skip_bad_lines, progress=say)
@@ -324,8 +355,10 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     say(f"tokenizing {n_read:,} rows ({spec.name}" + (f", {num_proc} processes)" if num_proc else ")"), 0.3)
     fp = _fingerprint(getattr(raw, "_fingerprint", "") or "", tokenizer, template, spec, data_cfg)
     try:
+        # Our cache dir, not next to the source (datasets would write into a save_to_disk folder).
         mapped = raw.map(proc, batched=True, batch_size=1000, remove_columns=list(raw.column_names),
-                         num_proc=num_proc, new_fingerprint=fp, desc=None)
+                         num_proc=num_proc, new_fingerprint=fp, desc=None, features=_features(),
+                         cache_file_name=str(_work_cache() / f"prepared-{fp}.arrow"))
     except UserError:
         raise
     except Exception as e:
@@ -338,7 +371,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     hashes = table.column("_hash").to_numpy()
     lengths = table.column("length").to_numpy()
     trained = table.column("_trained").to_numpy()
-    trunc = table.column("_truncated").to_numpy(zero_copy_only=False)
+    flags = table.column("_flags").to_numpy()
 
     counts = np.bincount(status, minlength=len(STATUS))
     ok = status == 0
@@ -356,16 +389,20 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     if data_cfg.clean.dedupe:
         dropped["duplicates"] = int(ok.sum() - keep.sum())
     kept_idx = np.nonzero(keep)[0]
-    report.truncated = int(trunc[kept_idx].sum()) if spec.name != "text" else 0
-    report.mask_method = "prefix+search" if spec.name != "text" else None
+    report.truncated = int((flags[kept_idx] & FLAG_TRUNCATED).astype(bool).sum())
+    if spec.name != "text":
+        searched = int((flags[kept_idx] & FLAG_SEARCH).astype(bool).sum())
+        report.mask_method = {"prefix": len(kept_idx) - searched, "search": searched}
 
     if spec.name == "text":
         report.documents = int(len(kept_idx))
-        docs = mapped.select(kept_idx).remove_columns(["labels", "_status", "_hash", "_trained", "_truncated"])
+        docs = mapped.select(kept_idx).remove_columns(["labels", "_status", "_hash", "_trained", "_flags"])
         say(f"packing {len(kept_idx):,} documents into blocks of {data_cfg.max_length}", 0.9)
+        fp_pack = hashlib.md5((fp + "pack").encode()).hexdigest()
         mapped = docs.map(_Packer(data_cfg.max_length), batched=True, batch_size=1000,
-                          remove_columns=list(docs.column_names), desc=None,
-                          new_fingerprint=hashlib.md5((fp + "pack").encode()).hexdigest())
+                          remove_columns=list(docs.column_names), desc=None, new_fingerprint=fp_pack,
+                          features=_features(("input_ids", "labels", "length")),
+                          cache_file_name=str(_work_cache() / f"packed-{fp_pack}.arrow"))
         lengths = mapped.data.column("length").to_numpy()
         trained = lengths
         kept_idx = np.arange(len(mapped))
@@ -379,7 +416,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     val_idx = np.sort(perm[:n_val])
     train_idx = np.sort(perm[n_val:])
 
-    extra = [c for c in ("_status", "_hash", "_trained", "_truncated") if c in mapped.column_names]
+    extra = [c for c in ("_status", "_hash", "_trained", "_flags") if c in mapped.column_names]
     base = mapped if keep_columns else mapped.remove_columns(extra)
     train = base.select(train_idx)
     val = base.select(val_idx) if n_val else None

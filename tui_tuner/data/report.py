@@ -20,7 +20,8 @@ class DataReport:
     columns: dict[str, str] = field(default_factory=dict)  # role -> column used
     columns_found: list[str] = field(default_factory=list)
     chat_template: str | None = None  # 'tokenizer' or the fallback's name; None for text
-    mask_method: str | None = None
+    # rows whose assistant spans came from the prefix renders / the content-search fallback
+    mask_method: dict[str, int] | None = None
     rows_read: int = 0
     train_rows: int = 0
     val_rows: int = 0
@@ -68,6 +69,7 @@ class DataReport:
             "columns": self.columns,
             "columns_found": self.columns_found,
             "chat_template": self.chat_template,
+            "mask_method": self.mask_method,
             "rows": {"read": self.rows_read, "train": self.train_rows, "val": self.val_rows,
                      "dropped": self.dropped_total, "truncated": self.truncated},
             "rows_read": self.rows_read,
