@@ -334,8 +334,8 @@ def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, ins
         plan.seconds_per_epoch = plan.dataset.train_tokens / tps
         if plan.epochs is not None:
             plan.seconds_total = plan.seconds_per_epoch * plan.epochs
-    if tc.max_steps < 0 and plan.steps_per_epoch and plan.steps_per_epoch < 10:
-        plan.warnings.append(f"only {plan.steps_per_epoch} optimizer steps per epoch: the loss curve will be short "
+    if tc.max_steps < 0 and plan.total_steps and plan.total_steps < 10:
+        plan.warnings.append(f"only {plan.total_steps} optimizer steps in all: the loss curve will be short "
                              "(lower train.grad_accum or train.batch_size, or train more epochs)")
     if plan.model and plan.dataset and plan.dataset.train_rows is not None:
         from tui_tuner.models.catalog import advice_for

@@ -1,0 +1,43 @@
+"""`tui-tuner train CONFIG --dry-run`: the review step's plan on the command line, nothing trained."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+
+def _dry_run(cfg: dict, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "tui_tuner", "train", str(path), "--dry-run", *extra],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+
+def test_dry_run_json_counts_the_real_dataset(fresh_home, tmp_path):
+    from tui_tuner import demo
+
+    demo.ensure_demo_model()
+    cfg = {"model": {"name_or_path": "demo"}, "data": {"path": "sample", "val_ratio": 0.0, "max_length": 256},
+           "train": {"batch_size": 4, "grad_accum": 2, "num_epochs": 3}}
+    r = _dry_run(cfg, tmp_path, "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    rows = plan["dataset"]["train_rows"]
+    assert rows > 0 and plan["dataset"]["format"] == "messages"
+    spe = -(-(-(-rows // 4)) // 2)  # ceil(ceil(rows / 4) / 2)
+    assert (plan["steps_per_epoch"], plan["total_steps"]) == (spe, 3 * spe)
+    assert plan["model"]["name"] == "demo" and plan["estimate"]["total_gib"] > 0
+    assert not any((fresh_home / "runs").glob("*")), "a dry run must not create a run"
+
+
+def test_dry_run_text_names_a_missing_dataset_and_exits_2(fresh_home, tmp_path):
+    cfg = {"model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}, "data": {"path": str(tmp_path / "gone.jsonl")}}
+    r = _dry_run(cfg, tmp_path)
+    assert r.returncode == 2
+    assert "✗" in r.stdout and "gone.jsonl" in r.stdout
+    assert "model      Qwen/Qwen2.5-0.5B-Instruct  (chat; 494.0 M parameters)" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
