@@ -188,3 +188,61 @@ async def test_help_overlay_lists_the_wizard_keys(fresh_home):
         await pilot.pause()
         assert type(app.screen).__name__ == "WizardScreen"
         assert wizard(app).current.step_id == "model", "closing help must not also go back a step"
+
+
+async def test_preset_changes_values_but_keeps_model_and_dataset(fresh_home):
+    import yaml
+
+    from tui_tuner import paths
+
+    preset = yaml.safe_load((paths.presets_dir() / "demo.yaml").read_text())
+    assert preset["train"]["learning_rate"] != 2e-4 and preset["data"]["max_length"] != 1024  # differs from defaults
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        scr = wizard(app)
+        await choose_model_ref(pilot, "Qwen/Qwen2.5-0.5B-Instruct")
+        await palette_go(pilot, 4)
+        await pilot.press("shift+tab")  # from the learning rate back to the preset list
+        assert app.focused.id == "hp-preset"
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press(*"demo")  # type to search in the open list
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: scr.state.preset == "demo", what="the preset")
+        assert scr.state.get("train.learning_rate") == preset["train"]["learning_rate"]
+        assert scr.state.get("train.grad_accum") == preset["train"]["grad_accum"]
+        assert scr.state.get("data.max_length") == preset["data"]["max_length"]
+        assert scr.state.get("model.name_or_path") == "Qwen/Qwen2.5-0.5B-Instruct"  # kept
+        assert scr.state.get("data.path") == "sample"  # kept
+        assert scr.query_one("#e-train-grad_accum").value == str(preset["train"]["grad_accum"])  # editor follows
+        assert scr.query_one("#e-train-learning_rate").value == f"{preset['train']['learning_rate']:g}"
+
+
+async def test_review_saves_the_yaml_anywhere(fresh_home, tmp_path):
+    from tui_tuner.config import load_config
+
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 5)
+        scr = wizard(app)
+        scr.query_one("#review-save-path").focus()
+        target = tmp_path / "sub" / "my-run.yaml"
+        await pilot.press(*str(target), "enter")
+        await wait_until(pilot, lambda: target.is_file(), what="the saved file")
+        assert load_config(target) == scr.state.config()
+        assert f"saved {target}" in str(scr.query_one("#review-status").content)
+
+
+async def test_chat_from_home_asks_for_a_target_and_esc_cancels(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "InputDialog"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HomeScreen"
+        await pilot.press("r")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")

@@ -175,7 +175,7 @@ class HomeScreen(Screen):
 
     def action_chat(self) -> None:
         run = self.selected_run() if self.query_one("#home-runs", DataTable).has_focus else None
-        self.app.action_chat(run.run_id if run else None)
+        self.app.action_chat(run.path if run else None)
 
 
 class RunStatusScreen(Screen):
