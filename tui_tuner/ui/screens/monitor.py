@@ -27,13 +27,14 @@ from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample, fmt_duration
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
 from tui_tuner.ui.widgets.charts import Line, MetricChart, fmt_sci
 from tui_tuner.ui.widgets.gpu_panel import GpuPanel, GpuView
+from tui_tuner.ui.widgets.log_tail import LogTailView
 from tui_tuner.ui.widgets.run_progress import RunProgress
 
 STATE_STYLE = {"pending": "$warning", "running": "$success", "completed": "$success", "stopped": "$warning",
@@ -54,8 +55,7 @@ class MonitorScreen(Screen):
     MonitorScreen #small-charts { height: 1fr; min-height: 5; }
     MonitorScreen #side { width: 38; max-width: 45%; scrollbar-size-vertical: 1; }
     MonitorScreen #bottom { height: 7; }
-    MonitorScreen #log { width: 1fr; border: round $primary-darken-2; overflow-x: hidden;
-                         scrollbar-size-vertical: 1; }
+    MonitorScreen #log { width: 1fr; height: 100%; }
     MonitorScreen #warnings { width: 1fr; border: round $warning; padding: 0 1; display: none;
                               scrollbar-size-vertical: 1; }
     MonitorScreen #warnings.show { display: block; }
@@ -74,7 +74,10 @@ class MonitorScreen(Screen):
     POLL = 0.2  # seconds between looks at the run directory
     STATUS_EVERY = 1.0  # status.json + pid liveness + checkpoints
     TEXT_INTERVAL = 0.25  # at most 4 text redraws a second
-    CHART_INTERVAL = 0.75  # charts rebuild at most this often (textual-plotext redraws whole figures)
+    # While a run is live, charts rebuild at most this often (textual-plotext re-creates the whole
+    # figure each time: the main CPU cost; the step counter and numbers above update at once).
+    CHART_INTERVAL = 1.5  # loss
+    SMALL_CHART_INTERVAL = 4.0  # learning rate, grad norm: slow-moving
 
     class Updated(Message):
         """New data in the history; only the latest matters, so queued ones coalesce."""
@@ -103,8 +106,11 @@ class MonitorScreen(Screen):
         self._chart_log_scale = False
         self._redraw_timer: Timer | None = None
         self._chart_timer: Timer | None = None
+        self._small_chart_timer: Timer | None = None
+        self._last_small_chart = 0.0
         self._tick: Timer | None = None
         self._cache: dict[str, str] = {}
+        self._actions: tuple = ()
         self._probe = os.environ.get("TUI_TUNER_MONITOR_PROBE")
 
     # -- layout ---------------------------------------------------------------------------------
@@ -122,7 +128,7 @@ class MonitorScreen(Screen):
             with VerticalScroll(id="side"):
                 yield GpuPanel(id="gpu")
         with Horizontal(id="bottom"):
-            log = Log(max_lines=500, id="log")
+            log = LogTailView(id="log")
             log.border_title = "train.log"
             yield log
             with VerticalScroll(id="warnings"):  # focusable: tab to it and scroll with the keys
@@ -134,7 +140,8 @@ class MonitorScreen(Screen):
         self._tick = self.set_interval(1.0, self._tick_clock, pause=True)
 
     def on_resize(self) -> None:
-        self.set_class(self.size.height < 30, "-compact")
+        if self.has_class("-compact") != (self.size.height < 30):
+            self.set_class(self.size.height < 30, "-compact")
 
     def on_screen_suspend(self) -> None:
         if self._tick:
@@ -229,25 +236,39 @@ class MonitorScreen(Screen):
             self._set("#run-stats", stats)
             banner = self._banner_text(progress_msg, len(warnings))
             self._set("#banner", banner)
-            self.query_one("#banner").set_class(bool(banner), "show")
+            self._toggle("#banner", bool(banner))
             self.query_one(GpuPanel).show(view, compact=self.has_class("-compact"))
             self._set("#warnings-text", self._warnings_text(warnings))
-            self.query_one("#warnings").border_title = f"Warnings ({len(warnings)})"
-            self.query_one("#warnings").set_class(bool(warnings), "show")
+            if self._cache.get("#warnings-title") != str(len(warnings)):
+                self._cache["#warnings-title"] = str(len(warnings))
+                self.query_one("#warnings").border_title = f"Warnings ({len(warnings)})"
+            self._toggle("#warnings", bool(warnings))
             self._flush_log()
             if version != self._chart_version or self._chart_log_scale != self.log_scale:
                 self._maybe_draw_charts()
         if self._tick is not None:
             self._tick.resume() if self.active else self._tick.pause()
-        self.refresh_bindings()
+        actions = tuple(self.check_action(a, ()) for a in ("stop", "resume", "chat"))
+        if actions != self._actions:  # a Footer rebuild is costly: only when a key's state changed
+            self._actions = actions
+            self.refresh_bindings()
         if step != self.shown_step and self._probe:
             self.call_after_refresh(self._write_probe, step)
         self.shown_step, self.shown_version = step, version
 
     def _set(self, selector: str, text: str) -> None:
-        if self._cache.get(selector) != text:
+        """Update a Static only when its text changed, and re-layout only when its height may have:
+        layout passes (and Footer rebuilds) are what cost CPU in a Textual app, not drawing text."""
+        old = self._cache.get(selector)
+        if old != text:
             self._cache[selector] = text
-            self.query_one(selector, Static).update(text)
+            same_height = old is not None and old.count("\n") == text.count("\n") and bool(old) == bool(text)
+            self.query_one(selector, Static).update(text, layout=not same_height)
+
+    def _toggle(self, selector: str, show: bool) -> None:
+        widget = self.query_one(selector)
+        if widget.has_class("show") != show:
+            widget.set_class(show, "show")
 
     def _show_progress(self, step: int, total: int | None, eta: float | None) -> None:
         st = self.status
@@ -332,7 +353,7 @@ class MonitorScreen(Screen):
     def _flush_log(self) -> None:
         if not self._pending_log:
             return
-        log = self.query_one("#log", Log)
+        log = self.query_one("#log", LogTailView)
         batch: list[str] = []
         while self._pending_log:
             item = self._pending_log.popleft()
@@ -342,10 +363,10 @@ class MonitorScreen(Screen):
             else:
                 batch.append(item)
         if batch:
-            log.write_lines(batch[-500:])
+            log.write_lines(batch[-200:])
 
     def _maybe_draw_charts(self) -> None:
-        wait = self._last_chart + self.CHART_INTERVAL - time.monotonic()
+        wait = self._last_chart + (self.CHART_INTERVAL if self.active else 0) - time.monotonic()
         if wait > 0.01:
             if self._chart_timer is None:
                 self._chart_timer = self.set_timer(wait, self._draw_charts)
@@ -354,26 +375,39 @@ class MonitorScreen(Screen):
 
     def _draw_charts(self) -> None:
         self._chart_timer = None
-        self._last_chart = time.monotonic()
+        now = time.monotonic()
+        self._last_chart = now
+        small = not self.active or now - self._last_small_chart >= self.SMALL_CHART_INTERVAL
         loss_chart = self.query_one("#loss-chart", MetricChart)
-        small = self.query_one("#lr-chart", MetricChart)
+        lr_chart = self.query_one("#lr-chart", MetricChart)
         n = max(40, loss_chart.size.width * 2)
-        m = max(20, small.size.width * 2)
+        m = max(20, lr_chart.size.width * 2)
         h = self.history
         with h.lock:
             self._chart_version = h.version
             raw = downsample(h.loss.x, h.loss.y, n)
             smooth = downsample(h.smooth.x, h.smooth.y, n)
             ev = (list(h.eval.x), list(h.eval.y))
-            lr = downsample(h.lr.x, h.lr.y, m)
-            gn = downsample(h.grad_norm.x, h.grad_norm.y, m)
+            if small:
+                lr = downsample(h.lr.x, h.lr.y, m)
+                gn = downsample(h.grad_norm.x, h.grad_norm.y, m)
         self._chart_log_scale = self.log_scale
         lines = [Line("train", *raw, color="blue"), Line("smoothed", *smooth, color="cyan"),
                  Line("eval", *ev, color="magenta", marker="dot" if len(ev[0]) < 2 else "braille")]
         loss_chart.set_lines(lines, log_y=self.log_scale,
                              title="loss (log scale)" if self.log_scale else "loss")
-        small.set_lines([Line("lr", *lr, color="green")])
-        self.query_one("#grad-chart", MetricChart).set_lines([Line("grad norm", *gn, color="yellow")])
+        if small:
+            self._last_small_chart = now
+            lr_chart.set_lines([Line("lr", *lr, color="green")])
+            self.query_one("#grad-chart", MetricChart).set_lines([Line("grad norm", *gn, color="yellow")])
+        elif self._small_chart_timer is None:  # they catch up a little later
+            self._small_chart_timer = self.set_timer(self.SMALL_CHART_INTERVAL, self._catch_up_small)
+
+    def _catch_up_small(self) -> None:
+        self._small_chart_timer = None
+        self._last_small_chart = 0.0
+        if self._chart_timer is None:
+            self._draw_charts()
 
     def _write_probe(self, step: int) -> None:
         try:

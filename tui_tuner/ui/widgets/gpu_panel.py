@@ -127,4 +127,10 @@ class GpuPanel(Static):
         self.view = view
         self.border_title = "GPU" if view.active or view.gpu is None else "GPU (last sample)"
         width = max(20, self.size.width - 4) if self.size.width else 34
-        self.update(render_gpu(view, width, compact))
+        text = render_gpu(view, width, compact)
+        if text != self._text:
+            same_height = text.count("\n") == self._text.count("\n")
+            self._text = text
+            self.update(text, layout=not same_height)
+
+    _text = ""

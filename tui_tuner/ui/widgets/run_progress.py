@@ -34,4 +34,9 @@ class RunProgress(Static):
 
     def show(self, step: int, total: int | None, *, elapsed: float | None, eta: float | None, active: bool) -> None:
         width = max(30, self.size.width - 2) if self.size.width else 78
-        self.update(render_progress(step, total, elapsed=elapsed, eta=eta, width=width, active=active))
+        text = render_progress(step, total, elapsed=elapsed, eta=eta, width=width, active=active)
+        if text != self._text:
+            self._text = text
+            self.update(text, layout=False)  # always one row: no layout pass needed
+
+    _text = ""
