@@ -89,6 +89,8 @@ def _add_chat(sub) -> None:
     g.add_argument("--adapter-only", action="store_true", help="copy the PEFT adapter")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--checkpoint", help="checkpoint-N instead of the final adapter")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16",
+                   help="weights of the merged model (default bf16; fp32 is exact but twice the size)")
     p.set_defaults(func=_cmd("tui_tuner.export:cmd_export"))
 
 

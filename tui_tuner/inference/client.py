@@ -38,7 +38,8 @@ def _signal_name(num: int) -> str:
 class InferenceClient:
     def __init__(self, target: str, checkpoint: str | None = None, *, python: str | None = None,
                  flush_interval: float = 0.02, log_path: str | os.PathLike | None = None,
-                 server_module: str = SERVER_MODULE, extra_args: list[str] | None = None):
+                 server_module: str = SERVER_MODULE, extra_args: list[str] | None = None,
+                 command: list[str] | None = None):
         self.target = target
         self.checkpoint = checkpoint
         self.python = python or sys.executable
@@ -46,6 +47,7 @@ class InferenceClient:
         self.log_path = log_path
         self.server_module = server_module
         self.extra_args = extra_args or []
+        self.command = command  # a whole command line instead of the server module (UI tests' scripted backend)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.proc: subprocess.Popen | None = None
         self.info: dict[str, Any] | None = None
@@ -64,6 +66,8 @@ class InferenceClient:
                "--flush-interval", str(self.flush_interval), *self.extra_args]
         if self.checkpoint:
             cmd += ["--checkpoint", self.checkpoint]
+        if self.command:
+            cmd = list(self.command)
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
@@ -201,6 +205,8 @@ class InferenceClient:
                 self.ready.set()
             elif ev.get("event") == "fatal":
                 self.fatal = ev
+            elif ev.get("event") == "checkpoint" and self.info is not None:
+                self.info["adapter"] = ev.get("checkpoint")
             self.events.put(ev)
         rc = self.proc.wait()
         err_thread.join(timeout=2.0)

@@ -262,8 +262,6 @@ class ChatScreen(Screen):
         self.adapter = ev.get("checkpoint")
         if self.target is not None and ev.get("checkpoints"):
             self.target.checkpoints = list(ev["checkpoints"])
-        if self.client is not None and getattr(self.client, "info", None) is not None:
-            self.client.info["adapter"] = self.adapter
         self._status_ready()
         self.notify(f"now answering with {checkpoint_label(self.adapter or '')}", timeout=3)
 

@@ -122,6 +122,6 @@ class ChatSettings(VerticalScroll):
             except ValueError:
                 raise UserError(f"{LABELS[name]}: '{raw}' is not a{'n integer' if kind == 'integer' else ' number'}",
                                 hint="fix it in the side panel (f2)") from None
-        params = SamplingParams(**values)
+        params = SamplingParams(**{**self.params.to_dict(), **values})  # keeps fields the panel does not show
         params.validate()
         return params
