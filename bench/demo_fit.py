@@ -119,11 +119,34 @@ def main() -> int:
             data[section][field] = _coerce(value)
         cfg = from_dict(data, source="bench overrides")
 
+        import psutil
+
         from tui_tuner.launcher import launch_run
 
+        # Detached + our own polling, so we can also read the worker's CPU time: the machine is
+        # shared, and CPU-seconds say more than wall time when other processes compete.
+        load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
-        run = launch_run(cfg, detach=False, name="demo-fit", echo=lambda line: None)
+        run = launch_run(cfg, detach=True, name="demo-fit")
+        cpu_s, proc = 0.0, None
+        while True:
+            st = run.read_status()
+            if proc is None and st.pid:
+                try:
+                    proc = psutil.Process(st.pid)
+                except psutil.Error:
+                    pass
+            if proc is not None:
+                try:
+                    ct = proc.cpu_times()
+                    cpu_s = ct.user + ct.system
+                except psutil.Error:
+                    pass
+            if st.state not in ("pending", "running"):
+                break
+            time.sleep(0.2)
         wall = time.perf_counter() - t0
+        load1 = os.getloadavg()[0]
         st = run.read_status()
         if st.state != "completed":
             print(f"run {run.run_id} ended {st.state}: {st.error}\n{run.log_path.read_text()[-3000:]}")
@@ -131,7 +154,9 @@ def main() -> int:
         events = list(run.iter_events())
         summary = next((e for e in reversed(events) if e["type"] == "summary"), {})
         losses = [e["loss"] for e in events if e["type"] == "train" and e.get("loss") is not None]
-        print(f"run wall time (launch to completed, incl. start-up and saving): {wall:.1f} s", flush=True)
+        print(f"run wall time (launch to completed, incl. start-up and saving): {wall:.1f} s; "
+              f"worker CPU time {cpu_s:.1f} s; load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores",
+              flush=True)
         print(f"worker train_seconds: {summary.get('train_seconds', float('nan')):.1f} s, "
               f"steps: {summary.get('step')}, tokens: {summary.get('tokens')}", flush=True)
         if losses:

@@ -221,10 +221,11 @@ def _build_into(dest: Path, progress: Progress | None) -> None:
         if bar:
             hf_logging.enable_progress_bar()
     tok.save_pretrained(str(dest))
+    # Written last: its presence marks a complete build. No timestamps, so builds are byte-identical.
     (dest / MARKER_FILE).write_text(json.dumps({
         "fingerprint": fingerprint(), "parameters": n, "vocab_size": len(tok),
-        "build_seconds": round(time.perf_counter() - t0, 2),
     }, indent=2) + "\n", encoding="utf-8")
+    _say(progress, f"built in {time.perf_counter() - t0:.1f} s", 0.95)
 
 
 @contextlib.contextmanager
@@ -261,7 +262,8 @@ def ensure_demo_model(rebuild: bool = False, progress: Progress | None = None) -
         _say(progress, f"building the demo model into {dest}", 0.0)
         tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        for p in (tmp, old):
+        # We hold the lock, so any other temp dir is the leftover of a build that was killed.
+        for p in (*dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.old-*")):
             shutil.rmtree(p, ignore_errors=True)
         try:
             tmp.mkdir()
