@@ -58,6 +58,7 @@ def test_max_steps_overrides_epochs():
 
 
 def test_format_duration():
+    assert plan.format_duration(0.2) == "< 1 s"
     assert plan.format_duration(42) == "42 s"
     assert plan.format_duration(125) == "2 min 05 s"
     assert plan.format_duration(3 * 3600 + 61) == "3 h 01 min"

@@ -231,6 +231,8 @@ def fit_verdict(fits: bool | None, headroom_gib: float | None, vram_gib: float |
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "?"
+    if seconds < 1:
+        return "< 1 s"
     s = int(round(seconds))
     if s < 60:
         return f"{s} s"
