@@ -134,6 +134,9 @@ class Services:
         req = {"config": cfg.to_dict(), "examples": examples}
         return call("inspect", req, on_progress=on_progress)
 
+    def build_demo(self, on_progress: Callable[[str], None] | None = None) -> Awaitable[BridgeResult]:
+        return call("build_demo", {}, on_progress=on_progress)
+
     def throughput_history(self, model: str) -> tuple[float, str] | None:
         from tui_tuner import plan
 
@@ -157,7 +160,19 @@ def _inspect(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, 
     return plan.inspect_data(cfg, examples=int(req.get("examples", 3)), progress=progress)
 
 
-CALLS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], Any]] = {"inspect": _inspect}
+def _build_demo(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+    from tui_tuner import demo
+
+    def say(msg: str, fraction: float | None = None) -> None:
+        progress(f"{msg} ({fraction:.0%})" if fraction is not None else msg)
+
+    return {"path": str(demo.ensure_demo_model(progress=say))}
+
+
+CALLS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], Any]] = {
+    "inspect": _inspect,
+    "build_demo": _build_demo,
+}
 
 
 def child_main(argv: list[str]) -> int:

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, LoadingIndicator, OptionList, Static
+from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui_tuner.errors import UserError
@@ -51,7 +51,11 @@ class ModelStep(WizardStep):
     ModelStep #model-cols { height: 1fr; }
     ModelStep #model-left { width: 3fr; height: 1fr; }
     ModelStep #model-list { height: 1fr; min-height: 6; border: round $primary; }
-    ModelStep #model-details { width: 2fr; height: 1fr; border: round $secondary; padding: 0 1; overflow-y: auto; }
+    ModelStep #model-right { width: 2fr; height: 1fr; }
+    ModelStep #model-build-demo { display: none; margin: 0 1; }
+    ModelStep #model-build-demo.-show { display: block; }
+    ModelStep #model-build-status { height: auto; padding: 0 1; }
+    ModelStep #model-details { height: 1fr; border: round $secondary; padding: 0 1; overflow-y: auto; }
     ModelStep #model-ref { width: 1fr; }
     ModelStep #model-ref-row { height: auto; }
     ModelStep #model-ref-label { padding: 0 1 0 1; }
@@ -70,9 +74,12 @@ class ModelStep(WizardStep):
                     yield Label("or:", id="model-ref-label")
                     yield Input(placeholder="hub id or local folder, enter", id="model-ref", compact=True)
                 yield Static("", id="model-ref-error", classes="step-error")
-            details = Static("", id="model-details")
-            details.border_title = "Details"
-            yield details
+            with Vertical(id="model-right"):
+                details = Static("", id="model-details")
+                details.border_title = "Details"
+                yield details
+                yield Button("Build the demo model now", id="model-build-demo", compact=True)
+                yield Static("", id="model-build-status")
 
     def first_focus(self):
         return self.query_one("#model-list")
@@ -194,9 +201,31 @@ class ModelStep(WizardStep):
         if "gpu" in paths and self.state.model_entry is not None:
             self.show_details(self.state.model_entry)
 
+    # -- building the demo model (in a child process: it needs torch) -------------------------------
+    @on(Button.Pressed, "#model-build-demo")
+    def _build_pressed(self) -> None:
+        self.query_one("#model-build-demo", Button).disabled = True
+        self._build_demo()
+
+    @work(exclusive=True, group="model-build-demo", exit_on_error=False)
+    async def _build_demo(self) -> None:
+        status = self.query_one("#model-build-status", Static)
+        status.update("building the demo model…")
+        res = await self.services.build_demo(on_progress=lambda m: status.update(f"building: {m}"))
+        self.query_one("#model-build-demo", Button).disabled = False
+        if not res.ok:
+            status.update(Text(f"✗ {res.message}", style="red"))
+            return
+        status.update(Text("✓ demo model built", style="green"))
+        self.state.model_entry = None
+        self._discover()
+        self.query_one("#model-list").focus()
+
     # -- details + fit badge --------------------------------------------------------------------
     def show_details(self, e: Any) -> None:
         panel = self.query_one("#model-details", Static)
+        needs_build = e is not None and e.origin == "demo" and bool(e.problem)
+        self.query_one("#model-build-demo", Button).set_class(needs_build, "-show")
         if e is None:
             panel.update(Text("no model chosen", style="dim"))
             return
@@ -212,7 +241,10 @@ class ModelStep(WizardStep):
         g.add_column(style="bold", no_wrap=True)
         g.add_column()
         g.add_row("from", ORIGIN_TITLES.get(e.origin, e.origin) + (f" · {e.model_type}" if e.model_type else ""))
-        if e.problem:
+        if e.problem and e.origin == "demo":
+            g.add_row("note", Text("not built yet: build it with the button below (a few seconds), or it is "
+                                   "built when training starts", style="yellow"))
+        elif e.problem:
             g.add_row("note", Text(e.problem, style="yellow"))
         else:
             g.add_row("parameters", f"{e.params:,}" + ("" if e.exact else " (approximate)"))
