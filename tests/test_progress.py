@@ -201,8 +201,19 @@ def test_logs_prints_a_finished_run(tmp_path):
     assert sum(1 for x in out if x.startswith("step ")) == 120
     assert any(x.startswith("step 120/120  epoch 3.00  loss ") for x in out)
     assert any("eval  step 60  eval_loss" in x for x in out)
-    assert any(x.startswith("warning [overfitting]: ") and "checkpoint-60" in x for x in out)
+    warnings = [x for x in out if x.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning [overfitting]: ") and "checkpoint-60" in warnings[0]
+    assert "tui-tuner chat recorded_gpu --checkpoint checkpoint-60" in warnings[0]  # not computed twice
     assert out[-1] == "state: completed"
+
+
+def test_logs_computes_warnings_for_runs_written_without_diagnostics(tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(FIXTURES / "recorded_nogpu", run)
+    r = run_cli("logs", str(run))
+    warnings = [x for x in r.stdout.splitlines() if x.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning [loss_spike] (computed): loss spiked to 3.59 at step 30")
+    assert r.stdout.splitlines()[-1].startswith("state: stopped")
 
 
 def _wait_for(pred, timeout=20.0, every=0.05):

@@ -456,7 +456,13 @@ def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
 
 def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: float = 0.5,
                   stop: Callable[[], bool] = lambda: False):
-    """Print the run's history, then (follow=True) new events until the run ends. Returns Status."""
+    """Print the run's history, then (follow=True) new events until the run ends. Returns Status.
+
+    Warnings the worker wrote are printed as they come. For runs whose worker did not run the
+    diagnostics (older versions), the same diagnostics are computed here and printed marked
+    "(computed)": a computed warning waits until the worker's next own event, because the worker
+    writes its warning right after the train/eval event that caused it; if it did, ours is dropped.
+    """
     from tui_tuner.errors import RunError
 
     hist = RunHistory(_train_cfg(run))
@@ -464,23 +470,45 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
     printed_until = -math.inf  # time of the newest event printed
     skip_until = -math.inf  # after a file replacement, what was already printed is skipped
     last_state_printed: str | None = None
+    pending: list[dict] = []  # computed warnings not yet known to be missing from the worker's
+    worker_kinds: set[str] = set()
+
+    def emit(line: str | None, t: float | None) -> None:
+        if line and (t is None or t > skip_until):
+            on_line(line.replace("<run>", run.run_id) if line.startswith("warning") else line)
+
+    def flush_pending() -> None:
+        for w in pending:
+            if w.get("kind") not in worker_kinds:
+                emit(format_event({"type": "warning", **w}).replace("]: ", "] (computed): ", 1), w.get("time"))
+        pending.clear()
+
+    def handle(ev: dict) -> None:
+        nonlocal printed_until, last_state_printed
+        t_ev = ev.get("type")
+        if t_ev in ("train", "eval", "checkpoint", "state", "start", "summary"):
+            flush_pending()  # the worker's own next event: it wrote no warning for the last one
+        n_computed = len(hist.computed_warnings)
+        hist._apply(ev)
+        t = _num(ev.get("time"))
+        if t_ev == "warning":
+            worker_kinds.add(ev.get("kind"))
+            pending[:] = [w for w in pending if w.get("kind") != ev.get("kind")]
+        emit(format_event(ev, hist), t)
+        pending.extend(hist.computed_warnings[n_computed:])
+        if t is not None:
+            printed_until = max(printed_until, t)
+        if t_ev == "state":
+            last_state_printed = ev.get("state")
+
     while True:
         events, reset = tail.read_new()
         if reset:
             hist.reset()
+            pending.clear()
             skip_until = printed_until
         for ev in events:
-            hist._apply(ev)
-            t = _num(ev.get("time"))
-            if t is not None and t <= skip_until:
-                continue
-            line = format_event(ev, hist)
-            if line:
-                on_line(line)
-            if t is not None:
-                printed_until = max(printed_until, t)
-            if ev.get("type") == "state":
-                last_state_printed = ev.get("state")
+            handle(ev)
         try:
             st = run.read_status()
         except RunError:
@@ -490,19 +518,17 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
             more, reset = tail.read_new()
             if reset:
                 hist.reset()
+                pending.clear()
                 skip_until = printed_until
             for ev in more:
-                hist._apply(ev)
-                line = format_event(ev, hist)
-                if line and (_num(ev.get("time")) or math.inf) > skip_until:
-                    on_line(line)
-                if ev.get("type") == "state":
-                    last_state_printed = ev.get("state")
+                handle(ev)
+            flush_pending()
             if last_state_printed != st.state:  # e.g. killed: no state event was ever written
                 line = f"state: {st.state}" + (f" — {st.error}" if st.error else "") + (f" ({st.hint})" if st.hint else "")
                 on_line(line)
             return st
         if not follow or stop():
+            flush_pending()
             return st
         time.sleep(poll)
 

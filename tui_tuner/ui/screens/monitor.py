@@ -345,7 +345,7 @@ class MonitorScreen(Screen):
             out.append(f"[$warning b]{escape(str(w.get('kind') or 'warning'))}{step}[/]{tag} "
                        f"{escape(str(w.get('message') or ''))}")
             if i == 0 and w.get("hint"):
-                out.append(f"[dim]→ {escape(str(w['hint']))}[/]")
+                out.append(f"[dim]→ {escape(str(w['hint']).replace('<run>', self.run.run_id))}[/]")
         if len(warnings) > len(shown):
             out.append(f"[dim]+{len(warnings) - len(shown)} earlier (tui-tuner logs {escape(self.run.run_id)})[/]")
         return "\n".join(out)
