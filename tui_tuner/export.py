@@ -101,6 +101,9 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
+    from tui_tuner.inference.engine import _cpu_threads
+
+    _cpu_threads(torch, model_path=model_path)  # small models: 1 thread (measured far faster on a busy CPU)
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     adapter_dir = target.adapter_dir()
     common = dict(trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
@@ -109,7 +112,11 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     tok = AutoTokenizer.from_pretrained(str(adapter_dir))  # the tokenizer + chat template the run trained with
 
     progress(3, total, f"applying and merging adapter {target.checkpoint}")
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation chatter from inside peft/transformers
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     # Let plain generate() stop at the template's end of turn, as the chat pane does.
     from tui_tuner.inference.engine import end_of_turn_ids
 

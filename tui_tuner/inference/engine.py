@@ -107,20 +107,25 @@ def _compute_dtype(quant: QuantizationConfig, torch):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
-def _cpu_threads(model, torch) -> int:
-    """Threads for CPU generation. Measured on the shared 2-core box: a 120k-parameter toy made
+def _cpu_threads(torch, *, model_path: str | None = None, model=None) -> int:
+    """Threads for CPU inference. Measured on the shared 2-core box: a 120k-parameter toy made
     50 tokens in 0.28 s with 1 thread and 5.7-7.0 s with 2 while other processes held the CPU
-    (OpenMP threads spin-wait for a busy sibling core). Splitting tiny matmuls gains nothing
-    anyway, so small models get 1 thread; TUI_TUNER_INFER_THREADS overrides."""
+    (OpenMP threads spin-wait for a busy sibling core; loading the 4M demo: 0.3 s vs 3.2 s).
+    Splitting small matmuls gains nothing anyway, so small models (< ~200M parameters, judged
+    from the weight files before loading, or the parameter count after) get 1 thread;
+    TUI_TUNER_INFER_THREADS overrides."""
     import os
 
     env = os.environ.get("TUI_TUNER_INFER_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         n = int(env)
-    elif model.num_parameters() < 200_000_000:
-        n = 1
+    elif model is not None:
+        n = 1 if model.num_parameters() < 200_000_000 else torch.get_num_threads()
     else:
-        n = torch.get_num_threads()
+        d = Path(model_path) if model_path else None
+        weights = sum(f.stat().st_size for f in d.iterdir() if f.suffix in (".safetensors", ".bin")) \
+            if d is not None and d.is_dir() else None
+        n = 1 if weights is not None and weights < 800_000_000 else torch.get_num_threads()
     torch.set_num_threads(n)
     return n
 
@@ -192,6 +197,8 @@ class Engine:
         cuda = torch.cuda.is_available()
         dtype = _compute_dtype(quant, torch)
         common = dict(trust_remote_code=trust, revision=revision)
+        if not cuda:
+            _cpu_threads(torch, model_path=model_path)
 
         # The run's adapter folder holds the tokenizer + the exact template it trained with.
         tok_dir = model_path
@@ -227,7 +234,7 @@ class Engine:
             model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
         model.eval()
         self.model = model
-        self.threads = _cpu_threads(model, torch) if not cuda else None
+        self.threads = _cpu_threads(torch, model=model) if not cuda else None
         self.eos_ids = end_of_turn_ids(tok, model.generation_config)
 
         if target.is_run and target.checkpoint:

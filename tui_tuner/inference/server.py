@@ -37,6 +37,7 @@ class Server:
         self.engine = None
         self.cancel = threading.Event()
         self.thread: threading.Thread | None = None
+        self.generating = False  # cleared before the final event, so the client may send the next request at once
 
     def emit(self, event: str, **data) -> None:
         line = dumps({"event": event, **data})
@@ -49,7 +50,7 @@ class Server:
 
     @property
     def busy(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.generating
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self, target_ref: str, checkpoint: str | None) -> bool:
@@ -85,6 +86,7 @@ class Server:
                           hint="wait for it, or stop it first")
             else:
                 self.cancel.clear()
+                self.generating = True
                 self.thread = threading.Thread(target=self._generate, args=(req,), daemon=True, name="generate")
                 self.thread.start()
         elif cmd == "set_checkpoint":
@@ -128,13 +130,8 @@ class Server:
             params = SamplingParams.from_dict(req.get("params"))
             reply = self.engine.generate(req.get("messages") or [], params, use_adapter=bool(req.get("adapter", True)),
                                          on_text=on_text, cancel=self.cancel)
-            if pending:
-                self.emit("tokens", id=rid, text="".join(pending), n=reply.tokens)
-            self.emit("done", id=rid, text=reply.text, tokens=reply.tokens, prompt_tokens=reply.prompt_tokens,
-                      seconds=reply.seconds, first_token_seconds=reply.first_token_seconds, finish=reply.finish,
-                      adapter=reply.adapter)
         except UserError as e:
-            self.emit("error", id=rid, kind="user", message=e.message, hint=e.hint)
+            self._finish("error", id=rid, kind="user", message=e.message, hint=e.hint)
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             from tui_tuner.inference.engine import _is_oom
@@ -144,10 +141,20 @@ class Server:
 
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                self.emit("error", id=rid, kind="oom", message="out of GPU memory while generating", hint=OOM_HINT)
+                self._finish("error", id=rid, kind="oom", message="out of GPU memory while generating", hint=OOM_HINT)
             else:
                 first = str(e).splitlines()[0] if str(e) else ""
-                self.emit("error", id=rid, kind="internal", message=f"{type(e).__name__}: {first}", hint=None)
+                self._finish("error", id=rid, kind="internal", message=f"{type(e).__name__}: {first}", hint=None)
+        else:
+            if pending:
+                self.emit("tokens", id=rid, text="".join(pending), n=reply.tokens)
+            self._finish("done", id=rid, text=reply.text, tokens=reply.tokens, prompt_tokens=reply.prompt_tokens,
+                         seconds=reply.seconds, first_token_seconds=reply.first_token_seconds, finish=reply.finish,
+                         adapter=reply.adapter)
+
+    def _finish(self, event: str, **data) -> None:
+        self.generating = False
+        self.emit(event, **data)
 
     def serve(self, stdin) -> None:
         for line in stdin:
