@@ -75,6 +75,13 @@ async def test_monitor_follows_a_real_demo_run_through_kill_and_resume(fresh_hom
             assert scr.history.start["resumed_from"].startswith("checkpoint-")
             assert scr.query_one("#lr-chart", MetricChart).lines[0].x[-1] == 10
             assert scr.check_action("chat", ()) is True  # the adapter exists now
+            from tui_tuner.ui.screens.chat import ChatScreen
+
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, ChatScreen), 10, "the chat screen")
+            assert app.screen.target_ref == str(run.path) and app.screen.requested_checkpoint is None
+            app.pop_screen()
+            await wait_until(pilot, lambda: app.screen is scr, 10, "back to the monitor")
     finally:
         st = run.read_status()
         if st.state in ("pending", "running") and st.pid:

@@ -100,6 +100,7 @@ class MonitorScreen(Screen):
         self.shown_version = -1
         self._pending_log: deque[Any] = deque()
         self._lock = threading.Lock()
+        self._status_now = threading.Event()
         self._last_text = 0.0
         self._last_chart = 0.0
         self._chart_version = -1
@@ -172,7 +173,9 @@ class MonitorScreen(Screen):
                 self._pending_log.extend(lines)
                 changed = True
             now = time.monotonic()
-            if now >= next_status or any(e.get("type") in ("state", "checkpoint") for e in events):
+            if (now >= next_status or self._status_now.is_set()
+                    or any(e.get("type") in ("state", "checkpoint") for e in events)):
+                self._status_now.clear()
                 next_status = now + self.STATUS_EVERY
                 changed |= self._read_status()
             if changed:
@@ -203,6 +206,8 @@ class MonitorScreen(Screen):
         self._request_redraw()
 
     def _request_redraw(self) -> None:
+        if not self.is_current:  # hidden under another screen: redraw when it comes back
+            return
         if self._redraw_timer is not None:
             return
         wait = max(0.01, self._last_text + self.TEXT_INTERVAL - time.monotonic())  # Timer(0) divides by 0
@@ -484,8 +489,7 @@ class MonitorScreen(Screen):
             self.notify(msg, severity="error", timeout=10)
         else:
             return
-        self._read_status()
-        self._request_redraw()
+        self._status_now.set()  # the tail thread re-reads status.json at its next look
 
     def action_chat(self) -> None:
         checkpoint = None if self.has_adapter else self.last_checkpoint
