@@ -17,6 +17,6 @@ import tmux_wizard  # noqa: E402
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_wizard_in_tmux_to_a_real_run(fresh_home, monkeypatch):
     lines: list[str] = []
-    rc = tmux_wizard.main(["--size", "100x30"], log=lines.append)
+    rc = tmux_wizard.main(["--size", "80x24"], log=lines.append)  # the smallest size we support
     assert rc == 0, "\n".join(lines)
     assert any(line.startswith("launched ") for line in lines)

@@ -83,7 +83,9 @@ def walk(t: Tmux, home: Path, log=print) -> str:
     log("step 2 (VRAM) ok")
     t.keys("C-n")
     t.expect("[3 Dataset]", "validation split")
-    scr = t.expect("rows read", "trained tokens", "example 1", timeout=90)
+    t.expect("rows read", "carry loss", timeout=90)
+    t.keys("BTab", "PageDown")  # from the path field to the step itself, then scroll to the examples
+    t.expect("example 1", "trained tokens")
     log("step 3 (dataset) ok")
     t.keys("C-n")
     t.expect("[4 Hyperparameters]", "learning rate", "LoRA")

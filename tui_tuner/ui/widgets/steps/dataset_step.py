@@ -51,30 +51,44 @@ def quick_path_problem(path: str) -> str | None:
     return None
 
 
-def histogram(lengths: dict[str, Any], max_length: int | None, width: int = 40) -> Table | None:
-    """Token-length histogram from the report's bins: [{lo, hi, count}] or {edges, counts}."""
+BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def _bins(lengths: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(lo, hi, count) from the report's histogram: [{lo, hi, count}] (or {edges, counts})."""
     bins = lengths.get("histogram") if isinstance(lengths, dict) else None
-    rows: list[tuple[str, int]] = []
+    out: list[tuple[int, int, int]] = []
     if isinstance(bins, list):
         for b in bins:
             if isinstance(b, dict):
-                rows.append((f"{b.get('lo', b.get('start', '?'))}–{b.get('hi', b.get('end', '?'))}", int(b.get("count", 0))))
+                out.append((int(b.get("lo", 0)), int(b.get("hi", 0)), int(b.get("count", 0))))
     elif isinstance(bins, dict) and "counts" in bins:
-        edges = bins.get("edges") or []
+        edges = list(bins.get("edges") or [])
         for i, c in enumerate(bins["counts"]):
-            lo = edges[i] if i < len(edges) else "?"
-            hi = edges[i + 1] if i + 1 < len(edges) else "?"
-            rows.append((f"{lo}–{hi}", int(c)))
-    if not rows:
+            lo = edges[i] if i < len(edges) else 0
+            hi = edges[i + 1] if i + 1 < len(edges) else lo
+            out.append((int(lo), int(hi), int(c)))
+    return out
+
+
+def histogram(lengths: dict[str, Any], height: int = 4, bar: int = 3) -> Text | None:
+    """A compact vertical bar chart of token lengths (eighth blocks), with the range underneath."""
+    bins = _bins(lengths)
+    if not bins:
         return None
-    top = max(c for _, c in rows) or 1
-    t = Table.grid(padding=(0, 1))
-    t.add_column(justify="right", style="dim", no_wrap=True)
-    t.add_column(no_wrap=True)
-    t.add_column(justify="right", no_wrap=True)
-    for label, c in rows:
-        n = int(round(c / top * width))
-        t.add_row(label, Text(HIST_GLYPH * max(n, 1 if c else 0), style="cyan"), str(c))
+    top = max(c for *_, c in bins) or 1
+    levels = [round(c / top * height * 8) if c else 0 for *_, c in bins]
+    levels = [max(lv, 1) if c else 0 for lv, (*_, c) in zip(levels, bins)]  # a non-empty bin always shows
+    t = Text()
+    for row in range(height - 1, -1, -1):
+        for lv in levels:
+            part = min(max(lv - row * 8, 0), 8)
+            t.append((BLOCKS[part] * (bar - 1) + " ") if part else " " * bar, style="cyan")
+        t.append("\n")
+    width = len(bins) * bar
+    lo, hi = f"{bins[0][0]}", f"{bins[-1][1]} tokens"
+    t.append(lo + " " * max(1, width - len(lo) - len(hi)) + hi, style="dim")
+    t.append(f"   (highest bar: {top} rows)", style="dim")
     return t
 
 
@@ -97,6 +111,7 @@ def render_example(ex: dict[str, Any], limit: int = 600) -> Text:
 class DatasetStep(WizardStep):
     step_id = "dataset"
     title = "Dataset"
+    can_focus = True  # shift+tab from the path reaches the step itself: pgup/pgdn scroll the examples
     FIELDS = DATA_FIELDS
     DEFAULT_CSS = """
     DatasetStep #ds-path-row { height: auto; }
@@ -238,7 +253,7 @@ class DatasetStep(WizardStep):
         if ls.get("count"):
             t.add_row("lengths", f"median {ls.get('p50')} · 95% under {ls.get('p95')} · longest {ls.get('max')} "
                                  f"tokens (max length {s.max_length or self.state.get('data.max_length')})")
-        hist = histogram(ls, s.max_length)
+        hist = histogram(ls)
         if hist is not None:
             t.add_row("", hist)
         self.query_one("#ds-report", Static).update(t)
