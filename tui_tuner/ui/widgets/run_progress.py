@@ -18,7 +18,7 @@ def render_progress(step: int, total: int | None, *, elapsed: float | None, eta:
     right += f"  elapsed {fmt_duration(elapsed)}"
     if active:
         right += f"  ETA {fmt_duration(eta)}"
-    bar_w = max(8, width - len(right) - 1)
+    bar_w = max(8, width - len(right))
     if pct is None:
         bar = f"[$foreground-muted]{'─' * bar_w}[/]"
     else:
