@@ -18,8 +18,8 @@ TURNS = ("What is the capital of France?", "Paris is the capital of France.",
 REPLIES = TURNS[1::2]
 
 
-def _mask(tok, messages):
-    m = ChatMasker(tok, tok.chat_template)
+def _mask(tok, messages, methods=ChatMasker.METHODS):
+    m = ChatMasker(tok, tok.chat_template, methods)
     full, spans, method = m.spans(messages)
     enc = tok(full, add_special_tokens=False)
     labels = m.label(enc["input_ids"], enc.encodings[0], spans)
@@ -37,8 +37,11 @@ def test_prefix_stable_families_train_exactly_each_reply_and_its_end_of_turn(fam
     system = family != "gemma"  # Gemma's template refuses a system role
     msgs = conv(*TURNS, system=SYSTEM if system else None)["messages"]
     full, ids, labels, method = _mask(tok, msgs)
-    assert method == "prefix"
+    assert method == "anchored"
     assert trained_runs(tok, ids, labels) == [r + eot(family) for r in REPLIES]
+    # the prefix-render method (what the fast path stands in for) gives the very same labels
+    _, ids_p, labels_p, method_p = _mask(tok, msgs, methods=("prefix",))
+    assert method_p == "prefix" and (ids_p, labels_p) == (ids, labels)
     # the rendered text really is the family's format (not a fallback), user/system untrained
     untrained = tok.decode([t for t, lab in zip(ids, labels) if lab == -100])
     for text in (TURNS[0], TURNS[2], TURNS[4]) + ((SYSTEM,) if system else ()):
@@ -60,7 +63,7 @@ def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used(tmp_path)
     assert all(r.startswith(REPLIES[i][:1]) or r.startswith(" " + REPLIES[i][:1]) for i, r in enumerate(runs))
     assert "[INST]" not in "".join(runs)
     with_system = prepare_dataset_from(tok, [conv(*TURNS, system=SYSTEM), conv(*TURNS)], tmp_path)
-    assert with_system.report.mask_method == {"prefix": 1, "search": 1}
+    assert with_system.report.mask_method == {"anchored": 0, "prefix": 1, "search": 1}
     # without a system prompt the template is prefix-stable
     _, ids2, labels2, method2 = _mask(tok, conv(*TURNS)["messages"])
     assert method2 == "prefix"
@@ -82,7 +85,9 @@ def test_fallback_templates_on_a_base_tokenizer(name):
     tok = make_tokenizer(None, FALLBACK_TEMPLATES[name])
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     _, ids, labels, method = _mask(tok, msgs)
-    assert method == "prefix"
+    # Only `simple` ends turns with this base tokenizer's own EOS; the family markers are plain text
+    # here (not special tokens), so the turn's end comes from the prefix renders instead.
+    assert method == ("anchored" if name == "simple" else "prefix")
     end = {"simple": "</s>", "chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>",
            "gemma": "<end_of_turn>", "phi3": "<|end|>"}[name]
     runs = trained_runs(tok, ids, labels)
@@ -129,10 +134,27 @@ def test_the_demo_template_and_the_sample_dataset():
     tok = demo.build_tokenizer()
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     _, ids, labels, method = _mask(tok, msgs)
-    assert method == "prefix"
+    assert method == "anchored"
     assert trained_runs(tok, ids, labels) == [r + "<|end|>" for r in REPLIES]
+    assert _mask(tok, msgs, methods=("prefix",))[1:3] == (ids, labels)
     data = prepare_dataset(DataConfig(path="sample", val_ratio=0), tok, seed=0)
     assert data.report.format == "messages" and data.report.dropped_total == 0
     expected = [reply + "<|end|>" for _, reply in demo.faq_turns()]
     got = [run for row in data.train for run in trained_runs(tok, row["input_ids"], row["labels"])]
     assert got == expected
+
+
+@pytest.mark.parametrize("family", ["qwen2.5", "llama3", "gemma", "phi3"])
+def test_replies_that_also_appear_in_the_template_text_are_placed_right(family):
+    # Replies equal to words of the role headers / default system prompt / the user's question:
+    # the anchored fast path must agree with the prefix-render method token for token.
+    tok = make_tokenizer(family)
+    tricky = [conv("Say the word assistant", "assistant", "and user?", "user"),
+              conv("Who are you?", "You", "Repeat: a", "a"),
+              conv("model", "model", "end", "end")]
+    for c in tricky:
+        msgs = c["messages"]
+        _, ids, labels, method = _mask(tok, msgs)
+        _, ids_p, labels_p, _ = _mask(tok, msgs, methods=("prefix",))
+        assert (ids, labels) == (ids_p, labels_p), (family, msgs)
+        assert trained_runs(tok, ids, labels) == [m["content"] + eot(family) for m in msgs if m["role"] == "assistant"]

@@ -89,8 +89,8 @@ def print_report(d: dict[str, Any], console=None) -> None:
     mm = d.get("mask_method") or {}
     if mm.get("search"):
         con.print(Text.assemble(("Masks    ", "bold"),
-                                f"{mm['search']:,} rows located by content search (the template rewrites "
-                                f"earlier turns), {mm.get('prefix', 0):,} by prefix renders"))
+                                f"{mm['search']:,} rows placed by content search (the template rewrites "
+                                f"earlier turns), {mm.get('anchored', 0) + mm.get('prefix', 0):,} by renders"))
     for note in d.get("notes") or []:
         con.print(Text.assemble(("Note     ", "bold"), note))
     for err in (d.get("errors") or [])[:5]:

@@ -1,23 +1,27 @@
 """Render conversations with a chat template and put the loss only on the assistant's tokens.
 
-Method (works for any template, no `{% generation %}` markers needed):
+Methods (any template, no `{% generation %}` markers needed), tried in this order per row:
 
-1. Render the whole conversation F.
-2. For each assistant turn i: H = render(msgs[:i], add_generation_prompt=True) is the text before
-   the reply, U = render(msgs[:i+1]) the text through it. If F starts with H, the reply lives in
-   F[len(H) : common_prefix(U, F)]. (U itself need not be a prefix of F: Phi-3 appends EOS only
-   at the very end of a conversation.)
-3. Inside that span we train from the reply's content through the first special token after it,
-   the end-of-turn marker ("<|im_end|>", "<|eot_id|>", "</s>", "<end_of_turn>", "<|end|>").
-   Whitespace the template puts after the marker (ChatML's, Gemma's and Phi-3's "\n") is NOT
-   trained: generation stops at the marker, so the model never needs to produce it. If no special
-   token follows the reply (a template without one), everything up to the span's trailing
-   whitespace is trained.
-4. Templates whose earlier text changes when a turn is appended are not prefix-stable (Mistral
-   v0.3 moves the system prompt to the last user turn; Qwen3 drops earlier reasoning). For a row
-   where step 2 fails we fall back to locating each message's content in F in order (content
-   search), which still yields exact spans as long as the template prints the content verbatim.
-   A row neither method can place is dropped and counted ("unmaskable").
+A. anchored (1 render, the fast path). G = what `add_generation_prompt=True` appends (e.g.
+   "<|im_start|>assistant\n"), found once per template. In the rendered conversation F, walking
+   the messages in order, each reply must start exactly at the end of the FIRST G after the
+   previous message's content. That is where the model starts generating, so the span is proven
+   without rendering prefixes. Any doubt (no G, content not right after it) -> B.
+B. prefix (2 renders per reply). For assistant turn i: H = render(msgs[:i],
+   add_generation_prompt=True) is the text before the reply, U = render(msgs[:i+1]) the text
+   through it. If F starts with H, the reply lives in F[len(H) : common_prefix(U, F)]. (U itself
+   need not be a prefix of F: Phi-3 appends EOS only at the very end of a conversation.)
+C. search. Templates whose earlier text changes when a turn is appended are not prefix-stable
+   (Mistral v0.3 moves the system prompt to the last user turn; Qwen3 inserts an empty think block
+   before the last reply only). Then each message's content is located in F in order, which still
+   yields exact spans as long as the template prints the content verbatim. A row no method can
+   place is dropped and counted ("unmaskable").
+
+In every method we train from the reply's content through the first special token after it, the
+end-of-turn marker ("<|im_end|>", "<|eot_id|>", "</s>", "<end_of_turn>", "<|end|>"). Whitespace the
+template puts after the marker (ChatML's, Gemma's and Phi-3's "\n") is NOT trained: generation
+stops at the marker, so the model never needs to produce it. If no special token follows the reply
+(a template without one), everything up to the span's trailing whitespace is trained.
 
 Tokens are labelled by character position: a token is trained when it overlaps an assistant span,
 so a token that fuses the separator with the first word (Mistral's " Hi" after "[/INST]") is
@@ -37,7 +41,9 @@ class TemplateRenderError(Exception):
 
 
 class ChatMasker:
-    def __init__(self, tokenizer, template: str):
+    METHODS = ("anchored", "prefix", "search")
+
+    def __init__(self, tokenizer, template: str, methods: tuple[str, ...] = METHODS):
         from transformers.utils.chat_template_utils import _compile_jinja_template  # cached compile
 
         self.tokenizer = tokenizer
@@ -47,7 +53,22 @@ class ChatMasker:
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if len(t.content) > 1}
                           | {v for v in self._kwargs.values()}, key=len, reverse=True)
         self._special_re = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
-        self.stats = {"prefix": 0, "search": 0}
+        self.methods = methods
+        self.stats = dict.fromkeys(self.METHODS, 0)
+        self._gen_prompt = self._generation_prompt() if "anchored" in methods else None
+
+    def _generation_prompt(self) -> str | None:
+        """The text add_generation_prompt=True appends, if the template has one."""
+        probe = [{"role": "user", "content": "probe"}]
+        try:
+            plain, gen = self.render(probe), self.render(probe, add_generation_prompt=True)
+        except TemplateRenderError:
+            return None
+        # common prefix, not `plain`: Phi-3 ends a conversation with EOS only when no prompt follows
+        k = _common_prefix_len(plain, gen)
+        if plain.find("probe") + len("probe") <= k < len(gen) and gen[k:].strip():
+            return gen[k:]
+        return None
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -85,14 +106,57 @@ class ChatMasker:
     def spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]], str]:
         """(rendered text, char spans to train, method). Raises TemplateRenderError."""
         full = self.render(messages)
-        try:
-            spans = self._prefix_spans(messages, full)
+        spans = None
+        method = "anchored"
+        if self._gen_prompt is not None:
+            spans = self._anchored_spans(messages, full)
+        if spans is None and "prefix" in self.methods:
             method = "prefix"
-        except _NotPrefixStable:
-            spans = self._search_spans(messages, full)
+            try:
+                spans = self._prefix_spans(messages, full)
+            except _NotPrefixStable:
+                spans = None
+        if spans is None:
+            if "search" not in self.methods:
+                raise TemplateRenderError("no masking method could place the replies")
             method = "search"
+            spans = self._search_spans(messages, full)
         self.stats[method] += 1
         return full, spans, method
+
+    def _next_content(self, messages: list[dict], i: int, full: str, after: int) -> int:
+        """Where the next message's content starts in full (the limit for the end-of-turn search)."""
+        for nxt in messages[i + 1:]:
+            if nxt["content"]:
+                p = full.find(nxt["content"], after)
+                return p if p >= 0 else len(full)
+        return len(full)
+
+    def _anchored_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]] | None:
+        g = self._gen_prompt
+        out = []
+        cursor = 0
+        for i, m in enumerate(messages):
+            content = m["content"]
+            if m["role"] != "assistant":
+                if content:
+                    p = full.find(content, cursor)
+                    if p >= 0:
+                        cursor = p + len(content)
+                continue
+            at = full.find(g, cursor)
+            if at < 0 or not content:
+                return None
+            pos = at + len(g)
+            if not full.startswith(content, pos):
+                return None
+            after = pos + len(content)
+            eot = self._eot_end(full, after, self._next_content(messages, i, full, after))
+            if eot is None:
+                return None
+            out.append((pos, eot))
+            cursor = eot
+        return out
 
     def _prefix_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
         out = []
@@ -127,14 +191,7 @@ class ChatMasker:
             if pos < 0:
                 raise TemplateRenderError(f"the chat template does not print assistant turn {i + 1} verbatim")
             after = pos + len(content)
-            limit = len(full)
-            for nxt in messages[i + 1:]:
-                if nxt["content"]:
-                    p = full.find(nxt["content"], after)
-                    if p >= 0:
-                        limit = p
-                    break
-            eot = self._eot_end(full, after, limit)
+            eot = self._eot_end(full, after, self._next_content(messages, i, full, after))
             end = eot if eot is not None else after
             out.append((pos, end))
             cursor = end

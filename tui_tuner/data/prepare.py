@@ -32,7 +32,8 @@ from tui_tuner.errors import UserError
 # Row status codes written by the map pass; the index is the code. "ok" rows are kept.
 STATUS = ("ok", "bad_rows", "empty", "no_assistant", "disclaimers", "unmaskable", "too_long", "no_trained_tokens")
 _CODE = {name: i for i, name in enumerate(STATUS)}
-FLAG_TRUNCATED, FLAG_SEARCH = 1, 2  # bits of the _flags column
+FLAG_TRUNCATED, FLAG_PREFIX, FLAG_SEARCH = 1, 2, 4  # bits of the _flags column
+_METHOD_FLAG = {"anchored": 0, "prefix": FLAG_PREFIX, "search": FLAG_SEARCH}
 # Rows per process below which a second process costs more than it saves (bench/data_inspect.py).
 MIN_ROWS_FOR_PROCS = 20_000
 PIPELINE_VERSION = "1"
@@ -176,8 +177,7 @@ class RowProcessor:
             texts.append(full)
             spans_of.append(spans)
             where.append(i)
-            if method == "search":
-                flags[i] |= FLAG_SEARCH
+            flags[i] |= _METHOD_FLAG[method]
         input_ids: list[list[int]] = [[] for _ in range(n)]
         labels: list[list[int]] = [[] for _ in range(n)]
         trained = [0] * n
@@ -392,7 +392,9 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     report.truncated = int((flags[kept_idx] & FLAG_TRUNCATED).astype(bool).sum())
     if spec.name != "text":
         searched = int((flags[kept_idx] & FLAG_SEARCH).astype(bool).sum())
-        report.mask_method = {"prefix": len(kept_idx) - searched, "search": searched}
+        prefixed = int((flags[kept_idx] & FLAG_PREFIX).astype(bool).sum())
+        report.mask_method = {"anchored": len(kept_idx) - searched - prefixed, "prefix": prefixed,
+                              "search": searched}
 
     if spec.name == "text":
         report.documents = int(len(kept_idx))

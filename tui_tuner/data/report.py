@@ -20,7 +20,7 @@ class DataReport:
     columns: dict[str, str] = field(default_factory=dict)  # role -> column used
     columns_found: list[str] = field(default_factory=list)
     chat_template: str | None = None  # 'tokenizer' or the fallback's name; None for text
-    # rows whose assistant spans came from the prefix renders / the content-search fallback
+    # rows whose assistant spans each method placed: anchored / prefix / search (see masking.py)
     mask_method: dict[str, int] | None = None
     rows_read: int = 0
     train_rows: int = 0
