@@ -52,7 +52,8 @@ class TunerApp(App[None]):
 
     def _startup_probe(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"painted_at": time.time(), "screen": type(self.screen).__name__,
+            json.dump({"painted_at": time.time(), "cpu_seconds": time.process_time(),
+                       "screen": type(self.screen).__name__,
                        "heavy_imported": [m for m in HEAVY_MODULES if m in sys.modules]}, fh)
         self.exit()
 

@@ -112,6 +112,7 @@ class ChatScreen(Screen):
         self.last_finished = 0.0
         self.pending_checkpoint: str | None = None
         self.saved_paths: tuple[Any, Any] | None = None
+        self.text_updates = 0  # reply-text messages handled (≤ 1/FLUSH_SECONDS a second; the bench reads it)
 
     def compose(self) -> ComposeResult:
         yield Static(f"Chat · {self.target_ref}", id="chat-title", markup=False)
@@ -212,6 +213,7 @@ class ChatScreen(Screen):
     async def on_chat_screen_tokens(self, message: Tokens) -> None:
         if message.incarnation != self.incarnation or not self.active or message.rid != self.active["rid"]:
             return
+        self.text_updates += 1
         await self.active["widget"].write(message.text, message.n)
 
     async def on_chat_screen_engine_event(self, message: EngineEvent) -> None:
@@ -249,7 +251,9 @@ class ChatScreen(Screen):
             self.settings.set_checkpoints(self.target.checkpoints, self.adapter, is_run=self.target.is_run)
         self._status_ready()
         if self.pending_checkpoint and self.pending_checkpoint != self.adapter:
-            self._request_checkpoint(self.pending_checkpoint)
+            self._request_checkpoint(self.pending_checkpoint)  # chosen while loading
+        else:
+            self.pending_checkpoint = None
 
     async def _on_fatal(self, ev: dict) -> None:
         self.state = "failed"
@@ -456,6 +460,7 @@ class ChatScreen(Screen):
     @on(ChatSettings.CheckpointChosen)
     def _checkpoint_chosen(self, event: ChatSettings.CheckpointChosen) -> None:
         if event.checkpoint == self.adapter:
+            self.pending_checkpoint = None  # (also: the switcher being filled with the current one)
             return
         self._request_checkpoint(event.checkpoint)
 

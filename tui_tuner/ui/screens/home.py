@@ -107,8 +107,9 @@ class HomeScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#home-actions", OptionList).focus()
-        self._load_runs()
-        self._load_gpu()
+        # Right after the first paint (not before it): the runs on disk, then the GPU.
+        self.call_after_refresh(self._load_runs)
+        self.call_after_refresh(self._load_gpu)
         self.set_interval(2.0, self._load_runs)
 
     # -- runs table -------------------------------------------------------------------------------

@@ -53,7 +53,6 @@ class ChatSettings(VerticalScroll):
         self.system = system
         self.params = params or SamplingParams()
         self.compare = compare
-        self._quiet = False  # set while the screen fills the select, so no CheckpointChosen is sent
 
     def compose(self) -> ComposeResult:
         yield Label("Adapter")
@@ -73,28 +72,22 @@ class ChatSettings(VerticalScroll):
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def set_checkpoints(self, names: list[str], current: str | None, *, is_run: bool) -> None:
+        """Fill the switcher; the screen ignores the change events for the adapter already answering."""
         select = self.query_one("#chat-checkpoint", Select)
-        self._quiet = True
-        try:
-            if not is_run:
-                select.set_options([("model alone (no adapter)", "__none__")])
-                select.value = "__none__"
-                select.disabled = True
-                self.query_one("#chat-compare", Switch).disabled = True
-                return
-            select.set_options([(checkpoint_label(n), n) for n in reversed(names)])  # newest first
-            if current in names:
-                select.value = current
-        finally:
-            self.call_after_refresh(self._unquiet)
-
-    def _unquiet(self) -> None:
-        self._quiet = False
+        if not is_run:
+            select.set_options([("model alone (no adapter)", "__none__")])
+            select.value = "__none__"
+            select.disabled = True
+            self.query_one("#chat-compare", Switch).disabled = True
+            return
+        select.set_options([(checkpoint_label(n), n) for n in reversed(names)])  # newest first
+        if current in names:
+            select.value = current
 
     @on(Select.Changed, "#chat-checkpoint")
     def _checkpoint_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if self._quiet or event.value in (Select.NULL, "__none__", None):
+        if event.value in (Select.NULL, "__none__", None):
             return
         self.post_message(self.CheckpointChosen(str(event.value)))
 

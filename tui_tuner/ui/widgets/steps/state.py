@@ -95,8 +95,16 @@ def to_text(path: str, value: Any) -> str:
     if kind == "phrases" and isinstance(value, list):
         return PHRASE_SEP.join(value)
     if isinstance(value, float):
-        return f"{value:g}"
+        return fmt_float(value)
     return str(value)
+
+
+def fmt_float(v: float) -> str:
+    """0.0002 → '2e-4' (how learning rates are written), 0.05 → '0.05', 32.0 → '32'."""
+    if v != 0 and abs(v) < 1e-3:
+        m, e = f"{v:e}".split("e")
+        return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
+    return f"{v:g}"
 
 
 def from_text(path: str, text: str) -> Any:
@@ -112,6 +120,11 @@ def from_text(path: str, text: str) -> Any:
             v = yaml.safe_load(t)
         except yaml.YAMLError:
             return t
+        if kind == "float" and isinstance(v, str):
+            try:  # YAML 1.1 reads "2e-4" as a string; the config accepts it as a number
+                return float(v)
+            except ValueError:
+                return t
         return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else t
     if kind == "targets":
         if t == "all-linear" or not t:
