@@ -27,6 +27,15 @@ FIXTURES = Path(__file__).parent / "monitor_fixtures"
 WRITER = FIXTURES / "synth_writer.py"
 
 
+
+def stop_writer(writer: subprocess.Popen, timeout: float) -> None:
+    """Let a writer finish; one left behind by a failed test is killed, never leaked."""
+    try:
+        writer.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        writer.kill()
+        writer.wait()
+
 async def wait_until(pilot, pred, timeout: float = 20.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -143,7 +152,7 @@ async def test_monitor_follows_a_live_run_step_by_step(tmp_path):
             assert scr.query_one("#loss-chart", MetricChart).lines[0].x[-1] == 30
             assert len(scr.query_one("#loss-chart", MetricChart).lines[2].x) == 3  # evals at 10, 20, 30
     finally:
-        writer.wait(timeout=30)
+        stop_writer(writer, 30)
     # the steps appeared as they were written, not all at once at the end
     assert seen == sorted(seen) and len([s for s in seen if 0 < s < 30]) >= 5, seen
 
@@ -199,7 +208,7 @@ async def test_stop_asks_first_then_stops_with_a_checkpoint(tmp_path):
                                     timeout=5)
             assert monitor.check_action("resume", ()) is True
     finally:
-        writer.wait(timeout=20)
+        stop_writer(writer, 20)
 
 
 async def test_resumed_run_rewrites_events_and_the_monitor_rebuilds(tmp_path):

@@ -21,6 +21,15 @@ WRITER = FIXTURES / "synth_writer.py"
 REPO = Path(__file__).resolve().parents[1]
 
 
+
+def stop_writer(writer: subprocess.Popen, timeout: float) -> None:
+    """Let a writer finish; one left behind by a failed test is killed, never leaked."""
+    try:
+        writer.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        writer.kill()
+        writer.wait()
+
 def line(**ev) -> str:
     return json.dumps(ev) + "\n"
 
@@ -233,7 +242,7 @@ def test_logs_follow_prints_live_steps_and_exits_when_the_run_ends(tmp_path):
         assert _wait_for(lambda: (run / "status.json").exists())
         r = run_cli("logs", str(run), "--follow", timeout=60)
     finally:
-        writer.wait(timeout=30)
+        stop_writer(writer, 30)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
     steps = [x for x in out if x.startswith("step ")]

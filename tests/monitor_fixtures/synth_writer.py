@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--save-every", type=int, default=20)
     p.add_argument("--system-every", type=float, default=2.0)
     p.add_argument("--hang", action="store_true", help="after the last step, keep 'running' until killed")
+    p.add_argument("--max-hang", type=float, default=300.0, help="seconds --hang waits at most")
     p.add_argument("--fake-gpu", action="store_true", help="write GPU samples as a real NVML GPU would")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -115,7 +116,8 @@ def main(argv=None) -> int:
         if stop or run.stop_path.exists():
             return stopped(run, step)
     if args.hang:
-        while not (stop or run.stop_path.exists()):
+        deadline = time.time() + args.max_hang  # never outlive a test that forgot us
+        while not (stop or run.stop_path.exists()) and time.time() < deadline:
             time.sleep(0.1)
         return stopped(run, args.steps)
     run.append_event("summary", step=args.steps, train_seconds=args.steps * args.interval,
