@@ -7,7 +7,7 @@ import time
 from typing import Any, Callable
 
 
-async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 20.0, what: Any = "") -> Any:
     """Let the app run until predicate() is truthy (workers, timers and child processes finish)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -15,7 +15,7 @@ async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 20.0,
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what or predicate}")
         await asyncio.sleep(0.02)
         await pilot.pause()
 

@@ -106,6 +106,9 @@ class WizardScreen(Screen):
         self.call_after_refresh(self._focus_first)
 
     def _focus_first(self) -> None:
+        focused = self.app.focused
+        if focused is not None and self.current in focused.ancestors and focused.id != self.current.first_focus_id():
+            return  # the user already moved on inside this step
         focus = getattr(self.current, "first_focus", None)
         target = focus() if callable(focus) else None
         if target is None:

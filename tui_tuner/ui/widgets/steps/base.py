@@ -36,6 +36,11 @@ class WizardStep(VerticalScroll):
     def services(self) -> "Services":
         return self.app.services  # type: ignore[attr-defined]
 
+    def first_focus_id(self) -> str | None:
+        first = getattr(self, "first_focus", None)
+        w = first() if callable(first) else None
+        return w.id if w is not None else None
+
     def on_show_step(self) -> None:
         """Called each time the step becomes visible (refresh from the shared state)."""
 
