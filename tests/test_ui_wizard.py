@@ -256,3 +256,24 @@ async def test_chat_from_home_asks_for_a_target_and_esc_cancels(fresh_home):
         assert type(app.screen).__name__ == "HomeScreen"
         await pilot.press("r")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
+
+
+async def test_file_browser_picks_the_dataset_file(fresh_home, tmp_path, monkeypatch):
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    monkeypatch.chdir(folder)  # the browser starts in the current folder
+    data = folder / "mydata.jsonl"
+    data.write_text('{"prompt": "hi", "completion": "hello"}\n', encoding="utf-8")
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 3)
+        scr = wizard(app)
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "FilePicker", what="the file browser")
+        tree = app.screen.query_one("#picker-tree")
+        await wait_until(pilot, lambda: len(tree.root.children) == 1, what="the folder listing")
+        await pilot.press("down", "enter")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="back in the wizard")
+        await wait_until(pilot, lambda: scr.state.get("data.path") == str(data), what="the chosen path")
+        assert scr.query_one("#e-data-path").value == str(data)

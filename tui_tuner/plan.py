@@ -228,6 +228,14 @@ def fit_verdict(fits: bool | None, headroom_gib: float | None, vram_gib: float |
     return "tight" if (headroom_gib or 0.0) < 0.10 * vram_gib else "fits"
 
 
+def fmt_rate(v: float) -> str:
+    """Learning rates the way people write them: 0.0002 → 2e-4, 0.002 → 2e-3."""
+    if v and abs(v) < 1e-2:
+        m, e = f"{v:e}".split("e")
+        return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
+    return f"{v:g}"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "?"
@@ -391,7 +399,7 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
         L.append(f"VRAM       ✗ {plan.estimate_error}")
     t = c["train"]
     L.append(f"training   batch {t['batch_size']} × accumulation {t['grad_accum']} = effective batch "
-             f"{plan.effective_batch}; learning rate {t['learning_rate']:g}; LoRA r {c['lora']['r']} "
+             f"{plan.effective_batch}; learning rate {fmt_rate(t['learning_rate'])}; LoRA r {c['lora']['r']} "
              f"alpha {c['lora']['alpha']:g}")
     steps = f"{plan.total_steps:,} optimizer steps" if plan.total_steps else "? optimizer steps"
     if plan.steps_per_epoch:

@@ -96,13 +96,14 @@ def walk(t: Tmux, home: Path, log=print) -> str:
     t.expect("4 steps in all", timeout=20)
     log("step 4 (hyperparameters) ok")
     t.keys("C-n")
-    t.expect("[5 Review & launch]", "4 optimizer steps", "Launch training", "tokens per epoch", timeout=20)
+    t.expect("[5 Review & launch]", "4 optimizer steps", "Launch training", "Save YAML", timeout=20)
     log("step 5 (review) ok")
+    before = set((home / "runs").glob("*"))
     t.keys("C-n")  # launch
     deadline = time.time() + 60
     runs: list[Path] = []
     while time.time() < deadline and not runs:
-        runs = [p for p in (home / "runs").glob("*") if (p / "status.json").is_file()]
+        runs = [p for p in (home / "runs").glob("*") if (p / "status.json").is_file() and p not in before]
         time.sleep(0.3)
     if not runs:
         raise Fail("no run directory appeared after launch\n" + t.screen())
@@ -141,8 +142,9 @@ def main(argv: list[str] | None = None, log=print) -> int:
     if home is None:
         tmp = tempfile.mkdtemp(prefix="tt-e2e-")
         home = Path(tmp)
+    modules_report = Path(tempfile.mkdtemp(prefix="tt-e2e-mods-")) / "modules.json"
     env = {"TUI_TUNER_HOME": str(home), "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
-           "PATH": os.environ.get("PATH", "")}
+           "PATH": os.environ.get("PATH", ""), "TUI_TUNER_MODULES_REPORT": str(modules_report)}
     exe = shutil.which("tui-tuner") or f"{sys.executable} -m tui_tuner"
     t = Tmux(SESSION, w, h, env, log)
     run_id = None
@@ -156,6 +158,12 @@ def main(argv: list[str] | None = None, log=print) -> int:
         t.keys("C-q")
         t.expect("[app exited] 0", timeout=20)
         log("quit ok: the app exited with 0, the run goes on in the background")
+        import json
+
+        heavy = json.loads(modules_report.read_text())
+        if heavy:
+            raise Fail(f"the UI process imported {heavy}")
+        log("the UI process never imported torch, transformers, trl, peft, datasets or bitsandbytes")
         return 0
     except Fail as e:
         log(f"FAILED: {e}")

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 
 def cmd_ui(args) -> int:
     from tui_tuner.ui.app import TunerApp
 
     app = TunerApp()
     app.run()
+    report = os.environ.get("TUI_TUNER_MODULES_REPORT")
+    if report:  # tests/e2e: which heavy libraries did this UI process import, start to exit?
+        from tui_tuner.ui.app import HEAVY_MODULES
+
+        with open(report, "w", encoding="utf-8") as fh:
+            json.dump(sorted(m for m in HEAVY_MODULES if m in sys.modules), fh)
     return int(app.return_code or 0)

@@ -73,7 +73,7 @@ class MonitorScreen(Screen):
 
     POLL = 0.2  # seconds between looks at the run directory
     STATUS_EVERY = 1.0  # status.json + pid liveness + checkpoints
-    TEXT_INTERVAL = 0.25  # at most 4 text redraws a second
+    TEXT_INTERVAL = 0.4  # text redraws at most 2.5 times a second (poll 0.2 + 0.4 keeps a step < 1 s)
     # While a run is live, charts rebuild at most this often (textual-plotext re-creates the whole
     # figure each time: the main CPU cost; the step counter and numbers above update at once).
     CHART_INTERVAL = 1.5  # loss

@@ -40,25 +40,26 @@ class ReviewStep(WizardStep):
     DEFAULT_CSS = """
     ReviewStep #review-plan { height: auto; border: round $secondary; padding: 0 1; margin-top: 1; }
     ReviewStep #review-yaml { height: auto; border: round $panel; padding: 0 1; }
-    ReviewStep #review-save-row { height: auto; margin-top: 1; }
+    ReviewStep #review-save-row { height: auto; }
     ReviewStep #review-save-label { width: 24; text-align: right; padding: 0 1 0 0; }
     ReviewStep #review-save-path { width: 1fr; }
-    ReviewStep #review-buttons { height: auto; margin-top: 1; }
+    ReviewStep #review-buttons { height: auto; margin: 1 0 0 24; }
     ReviewStep #review-buttons Button { margin-right: 2; }
     ReviewStep #review-status { height: auto; }
     """
     BINDINGS = [Binding("ctrl+s", "save", "Save YAML", id="review-save")]
 
     def compose(self) -> ComposeResult:
-        yield ConfigField("name", self.state.get("name"), placeholder="optional, e.g. support-bot-v1")
-        yield Static("", id="review-plan")
+        yield ConfigField("name", self.state.get("name"), placeholder="optional, e.g. support-bot-v1",
+                          show_help="focus")
         with Horizontal(id="review-save-row"):
             yield Label("save config as", id="review-save-label")
             yield Input(placeholder="path/to/run.yaml (enter or ctrl+s saves)", id="review-save-path", compact=True)
         with Horizontal(id="review-buttons"):
-            yield Button("Launch training (ctrl+n)", id="review-launch", variant="primary")
-            yield Button("Save YAML (ctrl+s)", id="review-save-btn")
+            yield Button("Launch training ^n", id="review-launch", variant="primary", compact=True)
+            yield Button("Save YAML ^s", id="review-save-btn", compact=True)
         yield Static("", id="review-status")
+        yield Static("", id="review-plan")
         yield Static("", id="review-yaml")
 
     def first_focus(self):

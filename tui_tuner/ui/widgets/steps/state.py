@@ -101,10 +101,9 @@ def to_text(path: str, value: Any) -> str:
 
 def fmt_float(v: float) -> str:
     """0.0002 → "2e-4", 0.002 → "2e-3" (how learning rates are written); 0.05 → "0.05"; 32.0 → "32"."""
-    if v != 0 and abs(v) < 1e-2:
-        m, e = f"{v:e}".split("e")
-        return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
-    return f"{v:g}"
+    from tui_tuner.plan import fmt_rate
+
+    return fmt_rate(v)
 
 
 def from_text(path: str, text: str) -> Any:
