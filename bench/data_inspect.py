@@ -3,8 +3,8 @@
 Generates a 100k-row chat JSONL in a temp dir, then times, each with empty caches:
   bare  : load_dataset("json") + map(batched=True): apply_chat_template(tokenize=False) + tokenizer(batch)
   ours  : tui_tuner.data.prepare.prepare_dataset (UTF-8/line pre-scan, format detection, cleaning,
-          dedupe, templating with per-turn assistant spans, offsets -> labels, split), with 1 process
-          and with the automatic choice (2 processes on 2 cores)
+          dedupe, templating with assistant spans, labels, split), with the automatic process count
+          (1 below 4 cores) and with 2 processes
 Prints rows/s and ours/bare. Goal: >= 0.9x.
 
     python bench/data_inspect.py [--rows 100000] [--model demo] [--repeat 1]
@@ -116,25 +116,29 @@ def main() -> int:
               f"{time.perf_counter() - t:.1f} s; tokenizer: {args.model} ({type(tok).__name__}, "
               f"vocab {len(tok):,}); cpus: {len(os.sched_getaffinity(0))}")
         # Interleaved repeats, best of each: the machine is shared, so single timings are noisy.
-        results: dict[str, list[tuple[float, float]]] = {"bare": [], "ours-1proc": [], "ours-auto": []}
+        from tui_tuner.data.prepare import _num_proc
+
+        auto = _num_proc(args.rows) or 1
+        variants = {"bare": None, f"ours-auto({auto}p)": "auto", "ours-2proc": "2"}
+        results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
         report = None
         for _ in range(args.repeat):
-            c = cpu_seconds()
-            wall = run_bare(path, tok, root)
-            results["bare"].append((wall, cpu_seconds() - c))
-            c = cpu_seconds()
-            wall, _ = run_ours(path, tok, root, "1")
-            results["ours-1proc"].append((wall, cpu_seconds() - c))
-            c = cpu_seconds()
-            wall, report = run_ours(path, tok, root, None)
-            results["ours-auto"].append((wall, cpu_seconds() - c))
+            for name, procs in variants.items():
+                c = cpu_seconds()
+                if procs is None:
+                    wall = run_bare(path, tok, root)
+                else:
+                    wall, report = run_ours(path, tok, root, None if procs == "auto" else procs)
+                results[name].append((wall, cpu_seconds() - c))
         best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in results.items()}
         for k, (w, c) in best.items():
-            print(f"{k:>11}: wall {w:6.2f} s  {args.rows / w:9,.0f} rows/s   cpu {c:6.2f} s")
-        print(f"ours/bare throughput, 1 process: {best['bare'][0] / best['ours-1proc'][0]:.2f}x wall, "
-              f"{best['bare'][1] / best['ours-1proc'][1]:.2f}x cpu")
-        print(f"ours/bare throughput, auto     : {best['bare'][0] / best['ours-auto'][0]:.2f}x wall "
-              f"(load average at the end: {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cpus)")
+            print(f"{k:>15}: wall {w:6.2f} s  {args.rows / w:9,.0f} rows/s   cpu {c:6.2f} s")
+        bw, bc = best["bare"]
+        for k, (w, c) in best.items():
+            if k != "bare":
+                print(f"{k} / bare throughput: {bw / w:.2f}x wall, {bc / c:.2f}x cpu")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cpus "
+              "(the machine is shared: compare wall figures only within one run)")
         print(f"report: train {report['rows']['train']:,} / val {report['rows']['val']:,}, "
               f"trained tokens {report['tokens']['trained']:,} of {report['tokens']['train']:,}, "
               f"dropped {report['dropped']}")

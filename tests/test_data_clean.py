@@ -109,3 +109,12 @@ def test_report_token_statistics(tok, tmp_path):
     for key in ("format", "rows", "dropped", "errors", "tokens"):
         assert key in d
     assert d["tokens"]["trained"] == data.report.trained_tokens
+
+
+def test_event_fields_are_flat_numbers(tok, tmp_path):
+    data = prep(tok, write_jsonl(tmp_path / "dirty.jsonl", dirty_rows()), val_ratio=0.2)
+    ev = data.report.event_fields()
+    assert ev["rows"] == len(data.train) == 8 and ev["val_rows"] == len(data.val) == 2
+    assert ev["dropped"] == 9 and ev["dropped_by_rule"] == {"bad_rows": 1, "empty": 3, "no_assistant": 1,
+                                                             "disclaimers": 2, "duplicates": 2}
+    assert ev["tokens"] == sum(r["length"] for r in data.train) and isinstance(ev["trained_tokens"], int)

@@ -60,6 +60,14 @@ class DataReport:
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
+    def event_fields(self) -> dict[str, Any]:
+        """Flat numbers for the run's `dataset` event (rows/tokens as ints, per-rule drops apart)."""
+        return {"format": self.format, "rows": self.train_rows, "val_rows": self.val_rows,
+                "rows_read": self.rows_read, "dropped": self.dropped_total,
+                "dropped_by_rule": {k: v for k, v in self.dropped.items() if v}, "truncated": self.truncated,
+                "tokens": self.train_tokens, "trained_tokens": self.trained_tokens,
+                "chat_template": self.chat_template}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
