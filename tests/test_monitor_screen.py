@@ -84,7 +84,7 @@ async def test_replay_of_a_recorded_gpu_run_shows_everything():
         loss = scr.query_one("#loss-chart", MetricChart)
         assert [ln.label for ln in loss.lines] == ["train", "smoothed", "eval"]
         train = loss.lines[0]
-        assert train.x[0] == 1 and train.x[-1] == 120 and len(train.x) <= max(40, loss.size.width * 2) + 1
+        assert train.x[0] == 1 and train.x[-1] == 120 and len(train.x) <= max(40, loss.size.width) + 1
         assert loss.lines[2].x == [20, 40, 60, 80, 100, 120]
         assert scr.query_one("#lr-chart", MetricChart).lines[0].x[-1] == 120
         # completed, no checkpoint directories left: nothing to resume or stop

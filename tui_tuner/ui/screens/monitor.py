@@ -385,8 +385,10 @@ class MonitorScreen(Screen):
         small = not self.active or now - self._last_small_chart >= self.SMALL_CHART_INTERVAL
         loss_chart = self.query_one("#loss-chart", MetricChart)
         lr_chart = self.query_one("#lr-chart", MetricChart)
-        n = max(40, loss_chart.size.width * 2)
-        m = max(20, lr_chart.size.width * 2)
+        # One point per column: plotext joins them with braille lines, and its build time grows
+        # with points × lines (measured 13 ms for 3×112 points vs 27 ms for 3×224).
+        n = max(40, loss_chart.size.width)
+        m = max(20, lr_chart.size.width)
         h = self.history
         with h.lock:
             self._chart_version = h.version

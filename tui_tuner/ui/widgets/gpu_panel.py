@@ -125,7 +125,9 @@ class GpuPanel(Static):
 
     def show(self, view: GpuView, compact: bool = False) -> None:
         self.view = view
-        self.border_title = "GPU" if view.active or view.gpu is None else "GPU (last sample)"
+        title = "GPU" if view.active or view.gpu is None else "GPU (last sample)"
+        if self.border_title != title:  # setting it, even unchanged, repaints the panel
+            self.border_title = title
         width = max(20, self.size.width - 4) if self.size.width else 34
         text = render_gpu(view, width, compact)
         if text != self._text:
