@@ -277,3 +277,28 @@ async def test_file_browser_picks_the_dataset_file(fresh_home, tmp_path, monkeyp
         await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="back in the wizard")
         await wait_until(pilot, lambda: scr.state.get("data.path") == str(data), what="the chosen path")
         assert scr.query_one("#e-data-path").value == str(data)
+
+
+async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home):
+    """One run per GPU: with a run already training, launch says so in the launcher's words."""
+    import psutil
+
+    from tui_tuner import paths
+    from tui_tuner.rundir import RunDir, Status
+
+    busy = RunDir(paths.runs_dir() / "20260101-000000-busy")
+    busy.path.mkdir()
+    me = psutil.Process(os.getpid())
+    busy.write_status(Status(run_id=busy.run_id, state="running", pid=me.pid, pid_create_time=me.create_time(),
+                             step=5, total_steps=50, model="demo"))
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 5)
+        scr = wizard(app)
+        await pilot.press("ctrl+n")
+        status = scr.query_one("#review-status")
+        await wait_until(pilot, lambda: "already training" in str(status.content), what="the refusal")
+        assert f"run {busy.run_id} is already training" in str(status.content)
+        assert app.last_run_path is None and type(app.screen).__name__ == "WizardScreen"
+        assert [p.name for p in paths.runs_dir().iterdir()] == [busy.run_id]
