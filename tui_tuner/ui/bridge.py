@@ -138,9 +138,13 @@ class Services:
         return call("build_demo", {}, on_progress=on_progress)
 
     def throughput_history(self, model: str) -> tuple[float, str] | None:
+        """Measured speed of an earlier run of `model` (read once per model: it scans event files)."""
         from tui_tuner import plan
 
-        return plan.measured_throughput(model)
+        cache = self.__dict__.setdefault("_throughput", {})
+        if model not in cache:
+            cache[model] = plan.measured_throughput(model)
+        return cache[model]
 
     def launch(self, cfg: "RunConfig") -> "RunDir":
         from tui_tuner.launcher import launch_run
