@@ -74,7 +74,7 @@ def make_fixed_services(gpu: bool = True, data_report: dict | None = None):
         def inspect_data(self, cfg, on_progress=None, examples=3):
             return self._inspect(cfg, on_progress, examples)
 
-        def throughput_history(self, model):
+        def throughput_history(self, model, device=None):
             return None
 
         def launch(self, cfg):  # pragma: no cover - snapshots never launch

@@ -137,14 +137,15 @@ class Services:
     def build_demo(self, on_progress: Callable[[str], None] | None = None) -> Awaitable[BridgeResult]:
         return call("build_demo", {}, on_progress=on_progress)
 
-    def throughput_history(self, model: str) -> tuple[float, str] | None:
-        """Measured speed of an earlier run of `model` (read once per model: it scans event files)."""
+    def throughput_history(self, model: str, device: str | None = None) -> tuple[float, str] | None:
+        """Measured speed of an earlier run of `model` on `device` (a GPU name or "cpu"), read once per
+        pair since it scans event files."""
         from tui_tuner import plan
 
         cache = self.__dict__.setdefault("_throughput", {})
-        if model not in cache:
-            cache[model] = plan.measured_throughput(model)
-        return cache[model]
+        if (model, device) not in cache:
+            cache[model, device] = plan.measured_throughput(model, device)
+        return cache[model, device]
 
     def launch(self, cfg: "RunConfig") -> "RunDir":
         from tui_tuner.launcher import launch_run

@@ -143,7 +143,7 @@ class HparamsStep(WizardStep):
         gpu = self.state.gpu
         summary = plan.DataSummary.from_report(data_report) if data_report else None
         spe, total, epochs = plan.schedule(cfg, summary.train_rows if summary else None)
-        history = self.services.throughput_history(cfg.model.name_or_path)
+        history = self.services.throughput_history(cfg.model.name_or_path, gpu.name if gpu else "cpu")
         tps, source = plan.throughput(cfg, est.params if est else None, gpu.name if gpu else None, history)
         t.append("Time  ", style="bold")
         eff = cfg.train.batch_size * cfg.train.grad_accum

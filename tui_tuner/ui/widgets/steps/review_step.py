@@ -90,7 +90,8 @@ class ReviewStep(WizardStep):
 
         p = plan_mod.build_plan(cfg, data_report=self.state.data_result, inspect=False, gpu=self.state.gpu,
                                 vram_gib=self.state.vram_gib if self.state.gpu is None else None,
-                                history=self.services.throughput_history(cfg.model.name_or_path))
+                                history=self.services.throughput_history(
+                                    cfg.model.name_or_path, self.state.gpu.name if self.state.gpu else "cpu"))
         if self.state.data_error:
             p.dataset_error = self.state.data_error
         self.plan = p
