@@ -8,7 +8,6 @@ QLoRA demo run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -17,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
-from tui_tuner.ui.widgets.gpu_panel import NO_GPU, GpuPanel
+from tui_tuner.ui.widgets.gpu_panel import NO_GPU
 
 FIXTURES = Path(__file__).parent / "monitor_fixtures"
 WRITER = FIXTURES / "synth_writer.py"

@@ -30,7 +30,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample, fmt_duration
+from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
 from tui_tuner.ui.widgets.charts import Line, MetricChart, fmt_sci
 from tui_tuner.ui.widgets.gpu_panel import GpuPanel, GpuView
