@@ -54,3 +54,13 @@ def test_chart_ticks_and_numbers():
     assert x_ticks(1, 3, 5) == [1, 2, 3]
     assert [round(v, 6) for v in y_ticks(0.1, 10, 3, log=True)] == [0.1, 1.0, 10.0]
     assert fmt_sci(2e-4) == "2e-4" and fmt_sci(1.5e-5) == "1.5e-5" and fmt_sci(0) == "0"
+
+
+def test_monitor_and_runs_screens_import_no_training_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys, tui_tuner.ui.screens.monitor, tui_tuner.ui.screens.runs, tui_tuner.progress; "
+            "bad=[m for m in ('torch','transformers','trl','peft','datasets','bitsandbytes') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
