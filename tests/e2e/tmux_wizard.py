@@ -85,7 +85,7 @@ def walk(t: Tmux, home: Path, log=print) -> str:
     t.expect("[3 Dataset]", "validation split")
     t.expect("rows read", "carry loss", timeout=90)
     t.keys("BTab", "PageDown")  # from the path field to the step itself, then scroll to the examples
-    t.expect("example 1", "trained tokens")
+    t.expect("example 1", "<|assistant|>")
     log("step 3 (dataset) ok")
     t.keys("C-n")
     t.expect("[4 Hyperparameters]", "learning rate", "LoRA")
