@@ -51,6 +51,9 @@ def field_error(app, path: str) -> str | None:
 RTX_4090 = dict(index=0, name="NVIDIA GeForce RTX 4090", total_bytes=24 * 2**30, free_bytes=23 * 2**30,
                 compute_capability=(8, 9), driver="550.54.14")
 SNAP_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+SNAP_CARDS = ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B", "meta-llama/Llama-3.2-1B-Instruct",
+              "meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3", "microsoft/phi-4",
+              "google/gemma-2-2b-it")
 
 
 def make_fixed_services(gpu: bool = True, data_report: dict | None = None):
@@ -63,8 +66,9 @@ def make_fixed_services(gpu: bool = True, data_report: dict | None = None):
             return GpuInfo(**RTX_4090) if gpu else None
 
         def discover_models(self):
-            # model cards only (the repo's files): no HF cache, no machine-specific demo path
-            return [e for e in discover_models(include_cache=False) if e.origin == "card"]
+            # a fixed set of the repo's model cards: no HF cache, no machine-specific demo path, and
+            # new cards added to presets/models do not change the picture
+            return [e for e in discover_models(include_cache=False) if e.name in SNAP_CARDS]
 
         async def _inspect(self, cfg, on_progress=None, examples=3):
             if data_report is None:
