@@ -222,6 +222,11 @@ class Engine:
 
         what = f"4-bit {quant.quant_type}" if quant.load_in_4bit else str(dtype).replace("torch.", "")
         self.progress(f"loading model ({what})", 0.35)
+        from tui_tuner.models.attention import usable_attn_implementation
+
+        attn, attn_note = usable_attn_implementation(model_path, attn, **common)
+        if attn_note:
+            self.progress(attn_note, 0.35)
         load_kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation=attn, **common)
         if quant.load_in_4bit:
             load_kwargs["quantization_config"] = BitsAndBytesConfig(

@@ -172,7 +172,13 @@ class TrainingSession:
 
         self._progress(("loading model in 4-bit " + cfg.quantization.quant_type) if cfg.quantization.load_in_4bit
                        else "loading model")
-        load_kwargs = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation, **common)
+        from tui_tuner.models.attention import usable_attn_implementation
+
+        attn, attn_note = usable_attn_implementation(model_path, cfg.model.attn_implementation, **common)
+        if attn_note:
+            run.append_event("warning", step=0, kind="attention", message=attn_note)
+            self._progress(attn_note)
+        load_kwargs = dict(dtype=dtype, attn_implementation=attn, **common)
         if cfg.quantization.load_in_4bit:
             load_kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
