@@ -56,7 +56,9 @@ def trained_demo_run(session_home):
     """A real demo run (4-bit base + LoRA) trained to completion once per test session."""
     from tui_tuner.launcher import launch_run
 
-    run = launch_run(demo_test_config(), detach=False, name="fixture", echo=lambda line: None)
+    cfg = demo_test_config()
+    cfg.data.val_ratio = 0.15  # the demo preset trains on every FAQ item; tests also check eval runs
+    run = launch_run(cfg, detach=False, name="fixture", echo=lambda line: None)
     st = run.read_status()
     assert st.state == "completed", f"{st.error} {st.hint}\n{run.log_path.read_text()[-4000:]}"
     return run

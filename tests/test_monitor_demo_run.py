@@ -52,7 +52,8 @@ async def test_monitor_follows_a_real_demo_run_through_kill_and_resume(fresh_hom
             await wait_until(pilot, lambda: scr.state == "running" and (scr.shown_step or 0) >= 5
                              and scr.last_checkpoint is not None, 240, "step 5 with a checkpoint", note)
             # steps appeared one after another while training, not in one batch at the end
-            assert seen == sorted(seen) and len([s for s in seen if s < 5]) >= 2, seen
+            # (redraws are rate-limited to ~2.5/s and demo steps are faster, so not every step is seen)
+            assert seen == sorted(seen) and len(seen) >= 2 and seen[0] < 5, seen
             assert "ETA" in text_of(scr, "#progress") and "/10" in text_of(scr, "#progress")
             assert NO_GPU in text_of(scr, "#gpu")  # this box has no NVIDIA GPU; the rest works
             assert "kernels" not in "\n".join(scr.query_one("#log").lines)

@@ -348,24 +348,28 @@ class ChatScreen(Screen):
         await self.send(text, params)
 
     async def send(self, text: str, params: SamplingParams) -> None:
-        """Add a user turn and queue its reply (two in compare mode: fine-tuned first, then the base)."""
+        """Add a user turn and ask for its reply (two in compare mode: fine-tuned first, then the base).
+
+        The request goes out before the widgets are mounted (mounting costs 30-100 ms); the reply's
+        text messages queue behind this handler, so they always find their widget mounted.
+        """
         self.conversation.system = self.settings.system_prompt
         turn = self.conversation.add_turn(text)
-        for empty in self.query("#chat-empty"):
-            await empty.remove()
-        await self.chat_log.mount(ChatMessage("user", "you", text))
         is_run = self.target is not None and self.target.is_run
         sides = [TUNED, BASE] if (self.compare and is_run) else [TUNED] if is_run else [BASE]
         widgets = {side: ChatMessage("assistant", self._side_title(side) + " · waiting", side=side)
                    for side in sides}
-        if len(sides) == 2:
-            await self.chat_log.mount(CompareRow(widgets[BASE], widgets[TUNED]))
-        else:
-            await self.chat_log.mount(widgets[sides[0]])
         self.queue = [(side, widgets[side]) for side in sides]
         self._params = params
         self._turn = turn
         self._next_request()
+        for empty in self.query("#chat-empty"):
+            await empty.remove()
+        await self.chat_log.mount(ChatMessage("user", "you", text))
+        if len(sides) == 2:
+            await self.chat_log.mount(CompareRow(widgets[BASE], widgets[TUNED]))
+        else:
+            await self.chat_log.mount(widgets[sides[0]])
 
     def _side_title(self, side: str) -> str:
         if self.target is not None and not self.target.is_run:

@@ -56,11 +56,14 @@ class ChatMessage(Vertical):
         self.started_at: float | None = None
         self._stream: MarkdownStream | None = None
         self._last_stats = 0.0
+        self._initial_stats = ""
+        self._shown = 0  # how much of self.text the Markdown body has been given
 
     def compose(self) -> ComposeResult:
+        self._shown = len(self.text)
         yield Static(self.title, classes="msg-title", markup=False)
         yield Markdown(self.text)
-        yield Static("", classes="msg-stats", markup=False)
+        yield Static(self._initial_stats, classes="msg-stats", markup=False)
 
     @property
     def body(self) -> Markdown:
@@ -70,25 +73,38 @@ class ChatMessage(Vertical):
         self.query_one(".msg-stats", Static).update(text)
 
     def begin(self, title: str | None = None) -> None:
-        """The request was sent: show that it is on its way."""
+        """The request was sent (possibly before this widget is mounted): show it is on its way."""
         self.started_at = time.perf_counter()
         self.add_class("streaming")
         if title:
             self.title = title
-            self.query_one(".msg-title", Static).update(title)
-        self.set_stats("generating… (esc stops)")
+        self._initial_stats = "generating… (esc stops)"
+        if self.is_mounted:
+            self.query_one(".msg-title", Static).update(self.title)
+            self.set_stats(self._initial_stats)
 
     async def write(self, text: str, tokens: int) -> None:
+        """Append reply text (safe before the widget is mounted: it is shown once it is)."""
         self.tokens = tokens
-        if text:
-            if self._stream is None:
-                self._stream = Markdown.get_stream(self.body)
-            self.text += text
-            await self._stream.write(text)
+        self.text += text
+        if not self.is_mounted:
+            return
+        await self._show_pending()
         now = time.perf_counter()
         if now - self._last_stats >= 0.25 and self.started_at is not None:  # ≤4 Hz, never per token
             self._last_stats = now
             self.set_stats(stats_line(tokens, now - self.started_at) + " · esc stops")
+
+    async def _show_pending(self) -> None:
+        pending = self.text[self._shown:]
+        if pending:
+            if self._stream is None:
+                self._stream = Markdown.get_stream(self.body)
+            self._shown = len(self.text)
+            await self._stream.write(pending)
+
+    async def on_mount(self) -> None:
+        await self._show_pending()  # text that arrived between compose and mount
 
     async def finish(self, text: str | None, stats: str, *, state: str = "done") -> None:
         """End the stream: one full re-parse from the final text; state: done | stopped | failed."""
@@ -97,11 +113,15 @@ class ChatMessage(Vertical):
             self._stream = None
         if text is not None and text != self.text:
             self.text = text
-        await self.body.update(self.text)
+        self._shown = len(self.text)
+        if self.is_mounted:
+            await self.body.update(self.text)
         self.remove_class("streaming")
         if state != "done":
             self.add_class(state)
-        self.set_stats(stats)
+        self._initial_stats = stats
+        if self.is_mounted:
+            self.set_stats(stats)
 
 
 class CompareRow(Horizontal):
