@@ -213,3 +213,17 @@ def test_failure_classification():
     assert not _is_disk_full(ValueError("x"))
     assert _is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not _is_oom(RuntimeError("shape mismatch"))
+
+
+def test_foreground_follow_shows_the_step_total(tmp_path):
+    from tui_tuner.rundir import RunDir, Status
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.append_event("start", step=0, total_steps=30)
+    run.append_event("train", step=1, loss=2.5, learning_rate=1e-4)
+    run.write_status(Status(run_id=run.run_id, state="completed", step=1, total_steps=30))
+    lines: list[str] = []
+    assert launcher.follow(run, echo=lines.append, poll=0.01).state == "completed"
+    assert "training started: 30 steps" in lines
+    assert any(line.startswith("step 1/30  loss 2.5000") for line in lines), lines

@@ -215,6 +215,7 @@ def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) 
     """Print the run's events as they arrive until it ends. Ctrl+C asks the worker to stop."""
     offset = 0
     buf = b""
+    total = None
     echo(f"run {run.run_id}  (dir: {run.path})")
     try:
         while True:
@@ -227,7 +228,12 @@ def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) 
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
                     with contextlib.suppress(json.JSONDecodeError):
-                        text = format_event(json.loads(line))
+                        ev = json.loads(line)
+                        if ev.get("type") == "start":
+                            total = ev.get("total_steps") or total
+                        elif ev.get("type") == "train" and not ev.get("total_steps"):
+                            ev["total_steps"] = total  # step events do not repeat the total
+                        text = format_event(ev)
                         if text:
                             echo(text)
             st = run.read_status()
