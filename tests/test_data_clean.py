@@ -118,3 +118,18 @@ def test_event_fields_are_flat_numbers(tok, tmp_path):
     assert ev["dropped"] == 9 and ev["dropped_by_rule"] == {"bad_rows": 1, "empty": 3, "no_assistant": 1,
                                                              "disclaimers": 2, "duplicates": 2}
     assert ev["tokens"] == sum(r["length"] for r in data.train) and isinstance(ev["trained_tokens"], int)
+
+
+def test_worker_processes_give_the_same_rows_report_and_split(tok, tmp_path, monkeypatch):
+    """Large inputs are prepared in 2 processes (bench/data_inspect.py): the result must not change."""
+    rows = dirty_rows() + [conv(f"extra question {i}?", "answer " * (i % 7 + 1)) for i in range(300)]
+    p = write_jsonl(tmp_path / "rows.jsonl", rows)
+    results = []
+    for procs in ("1", "2"):
+        monkeypatch.setenv("TUI_TUNER_HOME", str(tmp_path / f"home-{procs}"))  # no shared cache
+        monkeypatch.setenv("TUI_TUNER_DATA_PROCS", procs)
+        d = prep(tok, p, seed=3, val_ratio=0.1)
+        results.append(([dict(r) for r in d.train], [dict(r) for r in d.val], d.report.to_dict()))
+    (train1, val1, rep1), (train2, val2, rep2) = results
+    assert train1 == train2 and val1 == val2 and len(train1) > 200
+    assert rep1["dropped"] == rep2["dropped"] and rep1["rows"] == rep2["rows"] and rep1["tokens"] == rep2["tokens"]

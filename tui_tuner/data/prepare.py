@@ -307,19 +307,20 @@ def _work_cache():
 def _num_proc(n_rows: int) -> int | None:
     """Worker processes for the map pass (None = this process).
 
-    Tokenizing is most of the work and the Rust tokenizer already spreads a batch over all cores;
-    processes only parallelise the Python part (templating, labels). bench/data_inspect.py on 2
-    cores: 1 process 0.99x of a bare tokenization, 2 processes 0.92x, so below 4 cores we stay in
-    one. TUI_TUNER_DATA_PROCS overrides.
+    Processes parallelise the Python part (templating, labels) next to the Rust tokenizer.
+    bench/data_inspect.py, 100k rows on an idle 2-core machine: 1 process 0.94-0.98x of a bare
+    single-process tokenization, 2 processes 1.26x (twice, 2026-12-01; an earlier 0.92x was measured
+    while other jobs loaded the machine). Small inputs stay in one process: starting workers costs
+    more than they save. TUI_TUNER_DATA_PROCS overrides.
     """
     env = os.environ.get("TUI_TUNER_DATA_PROCS")
     if env:
         v = int(env)
         return v if v > 1 else None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cpus < 4 or n_rows < MIN_ROWS_FOR_PROCS:
+    if cpus < 2 or n_rows < MIN_ROWS_FOR_PROCS:
         return None
-    return min(cpus // 2, 4, max(2, n_rows // MIN_ROWS_FOR_PROCS))
+    return min(max(2, cpus // 2), 4, max(2, n_rows // MIN_ROWS_FOR_PROCS))
 
 
 def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Progress | None = None,
