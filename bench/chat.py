@@ -124,6 +124,9 @@ async def bench_pane(app, n: int) -> tuple[float, float, float]:
     screen = app.screen
     while screen.state != "ready":
         await asyncio.sleep(0.01)
+    # Each measurement is a one-turn conversation, like the bare run: without clearing, every
+    # earlier 256-token reply would lengthen the prompt (slower prefill and per-token attention).
+    await screen.action_clear()
     screen.first_text_at = screen.done_at = None
     updates0 = screen.text_updates
     t0 = time.perf_counter()
