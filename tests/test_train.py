@@ -132,6 +132,18 @@ def test_stop_is_graceful_and_leaves_a_loadable_checkpoint(fresh_home, monkeypat
             assert b"hf_do_not_leak_4711" not in path.read_bytes(), path
 
 
+def test_stop_right_after_launch_reads_stopped_at_once(fresh_home):
+    """A stop in the worker's first moments (before it handles SIGTERM) is a stop, not a crash."""
+    run = launcher.launch_run(demo_test_config(max_steps=200), detach=True, name="early")
+    t0 = time.time()
+    st = launcher.stop_run(run, timeout=60)
+    assert st.state == "stopped", (st.state, st.error)
+    assert time.time() - t0 < 30
+    assert run.read_status().state == "stopped" and not st.error
+    with pytest.raises(Exception, match="not running"):
+        launcher.stop_run(run)
+
+
 def test_second_launch_names_the_run_holding_the_gpu(fresh_home):
     import psutil
 

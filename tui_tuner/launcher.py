@@ -28,6 +28,7 @@ from tui_tuner.rundir import (
     active_run,
     list_runs,
     new_run_id,
+    pid_alive,
     resolve_run,
 )
 
@@ -146,9 +147,16 @@ def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
         os.kill(st.pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        st = run.read_status()
+        st = run.read_status_raw()
         if st.state not in ACTIVE_STATES:
-            return st
+            return run.read_status()
+        if not pid_alive(st.pid, st.pid_create_time) and run.read_status_raw().state in ACTIVE_STATES:
+            # Our SIGTERM ended it before it had installed its handler (its first moments): this is
+            # the stop the user asked for, not a crash to resume from.
+            hint = None if run.last_checkpoint() else f"nothing was trained yet: start again with `tui-tuner train {run.config_path}`"
+            run.update_status(state="stopped", ended_at=time.time(), error=None, hint=hint)
+            run.append_event("state", state="stopped", message="stopped before training started", hint=hint)
+            return run.read_status()
         time.sleep(poll)
     raise RunError(f"run {run.run_id} did not stop within {timeout:.0f} s",
                    hint="it may be in a long step; check `tui-tuner status` again, or kill it (it becomes 'interrupted')")
