@@ -162,6 +162,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys):
     assert rc == 0 and d["dropped"]["bad_lines"] == 1 and d["rows"]["read"] == 29
 
 
+def test_cli_bad_json_line_in_a_real_process_prints_only_our_line(model_dir, tmp_path):
+    """datasets logs its own (block-relative) parse error to stderr; the user must see only ours."""
+    import subprocess
+    import sys
+
+    p = big_jsonl_with_bad_line(tmp_path / "big.jsonl", n=30, bad=17)
+    r = subprocess.run([sys.executable, "-m", "tui_tuner", "data", "inspect", str(p), "--model", str(model_dir)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"error: {p} line 17: invalid JSON") and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_cli_bad_column_argument(model_dir, tmp_path, capsys):
     p = write_jsonl(tmp_path / "x.jsonl", [{"q": "a", "r": "b"}])
     assert cli.main(["data", "inspect", str(p), "--model", str(model_dir), "--column", "prompt"]) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import re
 import tempfile
@@ -84,6 +85,9 @@ def load_raw(path: str, *, skip_bad_lines: bool = False, progress: Progress | No
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+    # Its JSON reader logs every parse failure at ERROR level before raising; we turn that failure
+    # into one line naming the real line number, so its own (block-relative) message is noise.
+    logging.getLogger("datasets.packaged_modules.json.json").setLevel(logging.CRITICAL)
     ref = (path or "").strip()
     if not ref:
         raise UserError("data.path is empty", hint="give a file, a folder, 'sample' or a hub dataset id")
