@@ -144,6 +144,18 @@ def test_stop_right_after_launch_reads_stopped_at_once(fresh_home):
         launcher.stop_run(run)
 
 
+def test_stop_while_loading_ends_at_once_without_training(fresh_home):
+    """Loading a big model takes minutes; a stop then must not wait for the first step."""
+    run = launcher.launch_run(demo_test_config(max_steps=200), detach=True, name="loading")
+    wait_for(lambda: any(ev["type"] == "progress" for ev in run.iter_events()), what="the loading phase", poll=0.02)
+    t0 = time.time()
+    st = launcher.stop_run(run, timeout=60)
+    assert st.state == "stopped" and time.time() - t0 < 10
+    assert train_steps(run) == [] and run.last_checkpoint() is None
+    assert any(ev["type"] == "state" and ev.get("message") == "stopped before training started"
+               for ev in run.iter_events())
+
+
 def test_second_launch_names_the_run_holding_the_gpu(fresh_home):
     import psutil
 

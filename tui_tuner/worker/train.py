@@ -77,6 +77,14 @@ class TrainingSession:
         self.run = run
         self.resume = resume
         self.stop = None
+        self.training = False  # set just before the Trainer loop starts
+
+    def _on_stop_signal(self, *_) -> None:
+        self.stop.event.set()
+        if not self.training:
+            # Still downloading/loading/tokenizing: nothing to save, so stop now rather than after
+            # minutes of loading a large model (the loop itself stops at the next step, checkpointed).
+            raise KeyboardInterrupt
 
     # -- status helpers ---------------------------------------------------------------------------
     def _progress(self, message: str, fraction: float | None = None) -> None:
@@ -101,8 +109,8 @@ class TrainingSession:
         from tui_tuner.worker.callbacks import StopFlag
 
         self.stop = StopFlag(self.run)
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.event.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop.event.set())
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
         try:
             self._train()
             return 0
@@ -119,7 +127,7 @@ class TrainingSession:
                 self._finish("failed", "disk full while saving" + kept,
                              f"free space on the disk holding {self.run.path}, then `tui-tuner resume {self.run.run_id}`")
             elif isinstance(e, KeyboardInterrupt):
-                self._finish("stopped", "interrupted before training started")
+                self._finish("stopped", "stopped before training started")
             else:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 self._finish("failed", f"{type(e).__name__}: {first}"[:300] + kept,
@@ -261,6 +269,7 @@ class TrainingSession:
         t0 = time.perf_counter()
         try:
             sampler.sample_once()
+            self.training = True
             trainer.train(resume_from_checkpoint=resume_from)
         finally:
             sampler.close()
