@@ -46,7 +46,8 @@ async def wait_until(pilot, pred, timeout: float = 20.0) -> bool:
 def loaded(app) -> bool:
     scr = app.screen
     return (isinstance(scr, MonitorScreen) and scr.status is not None and scr.shown_version == scr.history.version
-            and scr.history.version > 0 and scr._chart_version == scr.history.version)
+            and scr.history.version > 0 and scr._chart_version == scr.history.version
+            and scr.shown_status is scr.status)  # the status read last is on screen too
 
 
 def text_of(scr, selector: str) -> str:

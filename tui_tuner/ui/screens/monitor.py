@@ -98,6 +98,7 @@ class MonitorScreen(Screen):
         self.stopping = False
         self.shown_step: int | None = None  # what the screen shows now (tests, bench)
         self.shown_version = -1
+        self.shown_status: Status | None = None  # the status the last redraw showed (tests wait on it)
         self._pending_log: deque[Any] = deque()
         self._lock = threading.Lock()
         self._status_now = threading.Event()
@@ -224,6 +225,7 @@ class MonitorScreen(Screen):
     def _redraw(self) -> None:
         self._redraw_timer = None
         self._last_text = time.monotonic()
+        shown_status = self.status
         h = self.history
         with h.lock:
             version, step = h.version, h.step
@@ -259,7 +261,7 @@ class MonitorScreen(Screen):
             self.refresh_bindings()
         if step != self.shown_step and self._probe:
             self.call_after_refresh(self._write_probe, step)
-        self.shown_step, self.shown_version = step, version
+        self.shown_step, self.shown_version, self.shown_status = step, version, shown_status
 
     def _set(self, selector: str, text: str) -> None:
         """Update a Static only when its text changed, and re-layout only when its height may have:
