@@ -62,15 +62,15 @@ async def test_monitor_follows_a_real_demo_run_through_kill_and_resume(fresh_hom
             os.kill(st.pid, signal.SIGKILL)
             await wait_until(pilot, lambda: scr.state == "interrupted" and scr.check_action("resume", ()) is True,
                              30, "interrupted with resume offered")
-            await pilot.pause(0.5)
+            await wait_until(pilot, lambda: scr.status_shown, 10, "the redraw of that status")
             banner = text_of(scr, "#banner")
             assert "interrupted" in banner and f"r resume from {scr.last_checkpoint}" in banner
 
             await pilot.press("r")
             await wait_until(pilot, lambda: scr.state in ("pending", "running"), 30, "the resumed worker")
             await wait_until(pilot, lambda: scr.state == "completed", 300, "the resumed run to complete")
-            await wait_until(pilot, lambda: scr.shown_version == scr.history.version == scr._chart_version,
-                             10, "the final redraw")
+            await wait_until(pilot, lambda: scr.shown_version == scr.history.version == scr._chart_version
+                             and scr.status_shown, 10, "the final redraw")
             loss = scr.query_one("#loss-chart", MetricChart).lines[0]
             assert loss.x == list(range(1, 11))  # every step once: the rewritten file was followed
             assert scr.history.start["resumed_from"].startswith("checkpoint-")

@@ -47,7 +47,7 @@ def loaded(app) -> bool:
     scr = app.screen
     return (isinstance(scr, MonitorScreen) and scr.status is not None and scr.shown_version == scr.history.version
             and scr.history.version > 0 and scr._chart_version == scr.history.version
-            and scr.shown_status is scr.status)  # the status read last is on screen too
+            and scr.status_shown)  # the status read last is on screen too
 
 
 def text_of(scr, selector: str) -> str:
@@ -170,7 +170,7 @@ async def test_killed_worker_shows_interrupted_and_offers_resume(tmp_path):
             os.kill(writer.pid, signal.SIGKILL)
             writer.wait()
             assert await wait_until(pilot, lambda: scr.state == "interrupted", timeout=10)
-            await pilot.pause(0.3)
+            assert await wait_until(pilot, lambda: scr.status_shown)  # its redraw may be pending
             assert "INTERRUPTED" in text_of(scr, "#run-title")
             banner = text_of(scr, "#banner")
             assert "interrupted" in banner and "r resume from checkpoint-5" in banner

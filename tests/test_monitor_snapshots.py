@@ -25,7 +25,7 @@ def replay(tmp_path: Path, name: str):
             scr = pilot.app.screen
             return (isinstance(scr, MonitorScreen) and scr.status is not None and scr.history.version > 0
                     and scr.shown_version == scr.history.version == scr._chart_version
-                    and scr.shown_status is scr.status)
+                    and scr.status_shown)
 
         end = time.monotonic() + 20
         while not loaded() and time.monotonic() < end:

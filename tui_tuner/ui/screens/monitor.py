@@ -42,6 +42,11 @@ STATE_STYLE = {"pending": "$warning", "running": "$success", "completed": "$succ
 LOG_RESET = object()  # marker in the pending log lines: train.log was replaced
 
 
+def _status_key(st: Status | None) -> tuple | None:
+    """The parts of a status the screen shows; a change in them means a redraw."""
+    return None if st is None else (st.state, st.step, st.total_steps, st.error, st.best_eval_loss)
+
+
 class MonitorScreen(Screen):
     DEFAULT_CSS = """
     MonitorScreen { layout: vertical; }
@@ -98,7 +103,7 @@ class MonitorScreen(Screen):
         self.stopping = False
         self.shown_step: int | None = None  # what the screen shows now (tests, bench)
         self.shown_version = -1
-        self.shown_status: Status | None = None  # the status the last redraw showed (tests wait on it)
+        self.shown_status_key: tuple | None = None  # what the last redraw showed of the status
         self._pending_log: deque[Any] = deque()
         self._lock = threading.Lock()
         self._status_now = threading.Event()
@@ -192,8 +197,7 @@ class MonitorScreen(Screen):
             st, err = None, e.one_line() if hasattr(e, "one_line") else str(e)
         cp = self.run.last_checkpoint()
         adapter = (self.run.adapter_dir / "adapter_config.json").is_file()
-        key = lambda s: None if s is None else (s.state, s.step, s.total_steps, s.error, s.best_eval_loss)  # noqa: E731
-        changed = (key(st) != key(self.status) or err != self.status_error or adapter != self.has_adapter
+        changed = (_status_key(st) != _status_key(self.status) or err != self.status_error or adapter != self.has_adapter
                    or (cp.name if cp else None) != self.last_checkpoint)
         with self._lock:
             self.status, self.status_error = st, err
@@ -215,6 +219,14 @@ class MonitorScreen(Screen):
         self._redraw_timer = self.set_timer(wait, self._redraw)
 
     @property
+    def status_shown(self) -> bool:
+        """Whether the screen shows the status read last (a redraw may still be pending)."""
+        return self.shown_status_key == self._status_view()
+
+    def _status_view(self) -> tuple:
+        return (_status_key(self.status), self.status_error, self.last_checkpoint, self.has_adapter)
+
+    @property
     def state(self) -> str | None:
         return self.status.state if self.status else None
 
@@ -225,7 +237,7 @@ class MonitorScreen(Screen):
     def _redraw(self) -> None:
         self._redraw_timer = None
         self._last_text = time.monotonic()
-        shown_status = self.status
+        shown_status_key = self._status_view()
         h = self.history
         with h.lock:
             version, step = h.version, h.step
@@ -261,7 +273,7 @@ class MonitorScreen(Screen):
             self.refresh_bindings()
         if step != self.shown_step and self._probe:
             self.call_after_refresh(self._write_probe, step)
-        self.shown_step, self.shown_version, self.shown_status = step, version, shown_status
+        self.shown_step, self.shown_version, self.shown_status_key = step, version, shown_status_key
 
     def _set(self, selector: str, text: str) -> None:
         """Update a Static only when its text changed, and re-layout only when its height may have:
