@@ -87,6 +87,9 @@ def bench_client(client, n: int) -> tuple[float, float]:
 def make_pane_app(run: str, client):
     from tui_tuner.ui.screens.chat import ChatScreen, make_chat_app
 
+    sys.path.insert(0, str(ROOT / "tests"))
+    from chat_fixtures import SharedClient  # the loaded process, handed over; close() leaves it running
+
     class TimedChatScreen(ChatScreen):
         first_text_at: float | None = None
         done_at: float | None = None
@@ -100,21 +103,8 @@ def make_pane_app(run: str, client):
             await super()._on_done(ev)
             self.done_at = time.perf_counter()
 
-    class Shared:  # the already loaded process, handed to the screen (close() leaves it running)
-        def __init__(self, c):
-            self._c = c
-
-        def __getattr__(self, name):
-            return getattr(self._c, name)
-
-        def start(self):
-            return self
-
-        def close(self, timeout=0.0):
-            pass
-
     app = make_chat_app(run)
-    app.get_default_screen = lambda: TimedChatScreen(run, client_factory=lambda t, c: Shared(client))
+    app.get_default_screen = lambda: TimedChatScreen(run, client_factory=lambda t, c: SharedClient(client))
     return app
 
 

@@ -298,13 +298,11 @@ def demo_preset_path() -> Path:
 
 
 def _show_answers(run, n: int = 3) -> None:
-    """Ask the tuned model a few FAQ questions, greedily, through the chat engine (if installed)."""
-    try:
-        from tui_tuner.inference.engine import Engine
-        from tui_tuner.inference.params import SamplingParams
-        from tui_tuner.inference.target import describe_target
-    except ImportError:  # chat is optional here: training already succeeded
-        return
+    """Ask the tuned model a few FAQ questions, greedily, through the chat engine."""
+    from tui_tuner.inference.engine import Engine
+    from tui_tuner.inference.params import SamplingParams
+    from tui_tuner.inference.target import describe_target
+
     pairs = faq_pairs()
     picks = [pairs[i * (len(pairs) - 1) // max(1, n - 1)] for i in range(n)] if pairs else []
     print("\nAsking the tuned model a few FAQ questions (greedy):", flush=True)

@@ -42,11 +42,6 @@ STATE_STYLE = {"pending": "$warning", "running": "$success", "completed": "$succ
 LOG_RESET = object()  # marker in the pending log lines: train.log was replaced
 
 
-def _status_key(st: Status | None) -> tuple | None:
-    """The parts of a status the screen shows; a change in them means a redraw."""
-    return None if st is None else (st.state, st.step, st.total_steps, st.error, st.best_eval_loss)
-
-
 class MonitorScreen(Screen):
     DEFAULT_CSS = """
     MonitorScreen { layout: vertical; }
@@ -197,13 +192,12 @@ class MonitorScreen(Screen):
             st, err = None, e.one_line() if hasattr(e, "one_line") else str(e)
         cp = self.run.last_checkpoint()
         adapter = (self.run.adapter_dir / "adapter_config.json").is_file()
-        changed = (_status_key(st) != _status_key(self.status) or err != self.status_error or adapter != self.has_adapter
-                   or (cp.name if cp else None) != self.last_checkpoint)
         with self._lock:
+            before = self._status_view()
             self.status, self.status_error = st, err
             self.last_checkpoint = cp.name if cp else None
             self.has_adapter = adapter
-        return changed
+            return self._status_view() != before
 
     # -- redrawing (UI thread) -------------------------------------------------------------------
     @on(Updated)
@@ -224,7 +218,10 @@ class MonitorScreen(Screen):
         return self.shown_status_key == self._status_view()
 
     def _status_view(self) -> tuple:
-        return (_status_key(self.status), self.status_error, self.last_checkpoint, self.has_adapter)
+        """What the screen shows of the status; a change in it means a redraw."""
+        st = self.status
+        key = None if st is None else (st.state, st.step, st.total_steps, st.error, st.best_eval_loss)
+        return (key, self.status_error, self.last_checkpoint, self.has_adapter)
 
     @property
     def state(self) -> str | None:
