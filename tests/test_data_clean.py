@@ -40,7 +40,7 @@ def test_each_rule_counts_what_it_removed(tok, tmp_path):
     r = data.report
     assert r.rows_read == 19 and len(data.train) == r.train_rows == 10
     assert r.dropped == {"bad_rows": 1, "empty": 3, "no_assistant": 1, "disclaimers": 2, "unmaskable": 0,
-                         "too_long": 0, "no_trained_tokens": 0, "duplicates": 2}
+                         "too_long": 0, "no_trained_tokens": 0, "template_error": 0, "duplicates": 2}
     replies = sorted(trained_runs(tok, row["input_ids"], row["labels"])[0] for row in data.train)
     assert replies == sorted(f"answer {i}.<|im_end|>" for i in range(10))
 

@@ -9,7 +9,7 @@ from data_helpers import FAMILIES, conv, eot, make_tokenizer, trained_runs, writ
 from tui_tuner.config import DataConfig
 from tui_tuner.data.masking import ChatMasker
 from tui_tuner.data.prepare import prepare_dataset
-from tui_tuner.data.templates import FALLBACK_TEMPLATES
+from tui_tuner.data.templates import FALLBACK_TEMPLATES, ChatFormat
 
 SYSTEM = "You are a helpful assistant."
 TURNS = ("What is the capital of France?", "Paris is the capital of France.",
@@ -18,11 +18,11 @@ TURNS = ("What is the capital of France?", "Paris is the capital of France.",
 REPLIES = TURNS[1::2]
 
 
-def _mask(tok, messages, methods=ChatMasker.METHODS):
-    m = ChatMasker(tok, tok.chat_template, methods)
-    full, spans, method = m.spans(messages)
+def _mask(tok, messages):
+    m = ChatMasker(tok, tok.chat_template)
+    full, spans, method = m.spans(ChatFormat.probe(tok, tok.chat_template).apply(messages))
     enc = tok(full, add_special_tokens=False)
-    labels = m.label(enc["input_ids"], enc.encodings[0], spans)
+    labels = m.label(enc["input_ids"], enc.encodings[0], spans, len(full))
     return full, enc["input_ids"], labels, method
 
 
@@ -37,47 +37,46 @@ def test_prefix_stable_families_train_exactly_each_reply_and_its_end_of_turn(fam
     system = family != "gemma"  # Gemma's template refuses a system role
     msgs = conv(*TURNS, system=SYSTEM if system else None)["messages"]
     full, ids, labels, method = _mask(tok, msgs)
-    assert method == "anchored"
-    assert trained_runs(tok, ids, labels) == [r + eot(family) for r in REPLIES]
-    # the prefix-render method (what the fast path stands in for) gives the very same labels
-    _, ids_p, labels_p, method_p = _mask(tok, msgs, methods=("prefix",))
-    assert method_p == "prefix" and (ids_p, labels_p) == (ids, labels)
+    assert method == "prefix"
+    want = [r + eot(family) for r in REPLIES]
+    if family == "phi3":  # Phi-3 ends a conversation with EOS after the last <|end|>\n; TRL trains it too
+        want[-1] += "\n<|endoftext|>"
+    assert trained_runs(tok, ids, labels) == want
     # the rendered text really is the family's format (not a fallback), user/system untrained
     untrained = tok.decode([t for t, lab in zip(ids, labels) if lab == -100])
     for text in (TURNS[0], TURNS[2], TURNS[4]) + ((SYSTEM,) if system else ()):
         assert text in untrained
-    assert full == tok.apply_chat_template(msgs, tokenize=False)
+    assert full == tok.apply_chat_template(ChatFormat.probe(tok, tok.chat_template).apply(msgs), tokenize=False)
 
 
-def test_mistral_v03_moves_the_system_prompt_so_content_search_is_used(tmp_path):
-    # Mistral v0.3 prints the system prompt inside the LAST user turn only, so rendering a prefix of
-    # the conversation changes earlier text: not prefix-stable -> per-row content search.
+def test_mistral_v03_system_prompt_is_folded_into_the_first_user_turn(tmp_path):
+    # Mistral v0.3 prints the system prompt only when the LAST message is a user turn, so every
+    # training row (ending with a reply) would lose it: it goes in front of the first user turn.
     tok = make_tokenizer("mistral")
+    fmt = ChatFormat.probe(tok, tok.chat_template)
+    assert fmt.fold_system and "leaves the system message out" in fmt.reason
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     full, ids, labels, method = _mask(tok, msgs)
-    assert method == "search"
+    assert method == "prefix"
+    assert full.startswith("<s>[INST] " + SYSTEM + "\n\n" + TURNS[0] + "[/INST]")
     runs = trained_runs(tok, ids, labels)
-    # "[/INST] Reply</s>": the separator space is trained only where the tokenizer fused it into the
-    # reply's first token (byte-level BPE " P" -> one token); never more than that one space.
-    assert [r.removeprefix(" ") for r in runs] == [r + "</s>" for r in REPLIES]
-    assert all(r.startswith(REPLIES[i][:1]) or r.startswith(" " + REPLIES[i][:1]) for i, r in enumerate(runs))
-    assert "[INST]" not in "".join(runs)
-    with_system = prepare_dataset_from(tok, [conv(*TURNS, system=SYSTEM), conv(*TURNS)], tmp_path)
-    assert with_system.report.mask_method == {"anchored": 0, "prefix": 1, "search": 1}
-    # without a system prompt the template is prefix-stable
-    _, ids2, labels2, method2 = _mask(tok, conv(*TURNS)["messages"])
-    assert method2 == "prefix"
-    assert [r.removeprefix(" ") for r in trained_runs(tok, ids2, labels2)] == [r + "</s>" for r in REPLIES]
+    # "[/INST] Reply</s>": the template's space before the reply is where generation starts
+    assert runs == [" " + r + "</s>" for r in REPLIES]
+    data = prepare_dataset_from(tok, [conv(*TURNS, system=SYSTEM), conv(*TURNS)], tmp_path)
+    assert data.report.mask_method == {"prefix": 2, "prompt_differs": 0}
+    assert data.report.chat_format["system_prompt"] == "folded into the first user turn"
+    assert SYSTEM in tok.decode(data.train[0]["input_ids"])
 
 
-def test_qwen3_rewrites_history_and_still_masks_only_replies():
+def test_qwen3_trains_the_empty_think_block_it_renders_before_the_final_reply():
     tok = make_tokenizer("qwen3")
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     _, ids, labels, _ = _mask(tok, msgs)
-    # Qwen3 adds an empty "<think>\n\n</think>\n\n" to the last reply only (not prefix-stable); the
-    # content search trains the replies and their <|im_end|>, not the template's think block.
-    assert trained_runs(tok, ids, labels) == [r + "<|im_end|>" for r in REPLIES]
-    assert "<think>" in tok.decode(ids)
+    # Qwen3 renders "<think>\n\n</think>\n\n" before the last reply only; the chat prompt ends at
+    # "assistant\n", so the model generates that block itself and it is trained (as TRL does).
+    want = [r + "<|im_end|>" for r in REPLIES]
+    want[-1] = "<think>\n\n</think>\n\n" + want[-1]
+    assert trained_runs(tok, ids, labels) == want
 
 
 @pytest.mark.parametrize("name", sorted(FALLBACK_TEMPLATES))
@@ -85,9 +84,7 @@ def test_fallback_templates_on_a_base_tokenizer(name):
     tok = make_tokenizer(None, FALLBACK_TEMPLATES[name])
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     _, ids, labels, method = _mask(tok, msgs)
-    # Only `simple` ends turns with this base tokenizer's own EOS; the family markers are plain text
-    # here (not special tokens), so the turn's end comes from the prefix renders instead.
-    assert method == ("anchored" if name == "simple" else "prefix")
+    assert method == "prefix"
     end = {"simple": "</s>", "chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>",
            "gemma": "<end_of_turn>", "phi3": "<|end|>"}[name]
     runs = trained_runs(tok, ids, labels)
@@ -134,9 +131,8 @@ def test_the_demo_template_and_the_sample_dataset():
     tok = demo.build_tokenizer()
     msgs = conv(*TURNS, system=SYSTEM)["messages"]
     _, ids, labels, method = _mask(tok, msgs)
-    assert method == "anchored"
+    assert method == "prefix"
     assert trained_runs(tok, ids, labels) == [r + "<|end|>" for r in REPLIES]
-    assert _mask(tok, msgs, methods=("prefix",))[1:3] == (ids, labels)
     data = prepare_dataset(DataConfig(path="sample", val_ratio=0), tok, seed=0)
     assert data.report.format == "messages" and data.report.dropped_total == 0
     expected = [reply + "<|end|>" for _, reply in demo.faq_turns()]
@@ -155,6 +151,7 @@ def test_replies_that_also_appear_in_the_template_text_are_placed_right(family):
     for c in tricky:
         msgs = c["messages"]
         _, ids, labels, method = _mask(tok, msgs)
-        _, ids_p, labels_p, _ = _mask(tok, msgs, methods=("prefix",))
-        assert (ids, labels) == (ids_p, labels_p), (family, msgs)
-        assert trained_runs(tok, ids, labels) == [m["content"] + eot(family) for m in msgs if m["role"] == "assistant"]
+        want = [m["content"] + eot(family) for m in msgs if m["role"] == "assistant"]
+        if family == "phi3":
+            want[-1] += "\n<|endoftext|>"
+        assert trained_runs(tok, ids, labels) == want, (family, msgs)

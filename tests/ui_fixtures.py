@@ -103,7 +103,7 @@ def fixed_state(**cfg_changes):
 RECORDED_REPORT = {
     "path": "faq.jsonl", "source": "faq.jsonl", "input_type": "jsonl", "format": "messages",
     "columns": {"messages": "messages"}, "columns_found": ["messages"], "chat_template": "tokenizer",
-    "mask_method": {"prefix": 36, "search": 0},
+    "mask_method": {"prefix": 36, "prompt_differs": 0},
     "rows": {"read": 40, "train": 35, "val": 1, "dropped": 4, "truncated": 1},
     "rows_read": 40, "train_rows": 35, "val_rows": 1, "documents": None,
     "dropped": {"bad_rows": 0, "empty": 1, "no_assistant": 0, "disclaimers": 1, "unmaskable": 0, "too_long": 0,

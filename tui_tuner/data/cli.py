@@ -86,11 +86,16 @@ def print_report(d: dict[str, Any], console=None) -> None:
     tr = d["tokens"]
     share = f" ({100 * tr['trained'] / tr['train']:.1f}% of {tr['train']:,})" if tr["train"] else ""
     con.print(Text.assemble(("Trained  ", "bold"), f"{tr['trained']:,} tokens carry loss per epoch{share}"))
+    cf = d.get("chat_format") or {}
+    if cf.get("reason"):
+        con.print(Text.assemble(("System   ", "bold"), f"{cf['system_prompt']} ({cf['reason']}); chat does the same"))
     mm = d.get("mask_method") or {}
-    if mm.get("search"):
+    if mm.get("prompt_differs"):
         con.print(Text.assemble(("Masks    ", "bold"),
-                                f"{mm['search']:,} rows placed by content search (the template rewrites "
-                                f"earlier turns), {mm.get('anchored', 0) + mm.get('prefix', 0):,} by renders"))
+                                (f"{mm['prompt_differs']:,} rows render a reply differently from the chat prompt; "
+                                 "training starts where they part", "yellow")))
+    for why, n in (d.get("drop_reasons") or {}).items():
+        con.print(Text.assemble(("Refused  ", "bold yellow"), f"{n:,} × {why}"))
     for note in d.get("notes") or []:
         con.print(Text.assemble(("Note     ", "bold"), note))
     for err in (d.get("errors") or [])[:5]:

@@ -1,31 +1,37 @@
-"""Render conversations with a chat template and put the loss only on the assistant's tokens.
+"""Render conversations with a chat template and put the loss only on what the model generates.
 
-Methods (any template, no `{% generation %}` markers needed), tried in this order per row:
+Where each reply starts and ends is decided by renders of the template itself, never by looking for
+the reply's text in the rendered conversation (a reply "a" or "assistant" would be found in the
+wrong place). Works for any template, no `{% generation %}` markers needed:
 
-A. anchored (1 render, the fast path). G = what `add_generation_prompt=True` appends (e.g.
-   "<|im_start|>assistant\n"), found once per template. In the rendered conversation F, walking
-   the messages in order, each reply must start exactly at the end of the FIRST G after the
-   previous message's content. That is where the model starts generating, so the span is proven
-   without rendering prefixes. Any doubt (no G, content not right after it) -> B.
-B. prefix (2 renders per reply). For assistant turn i: H = render(msgs[:i],
-   add_generation_prompt=True) is the text before the reply, U = render(msgs[:i+1]) the text
-   through it. If F starts with H, the reply lives in F[len(H) : common_prefix(U, F)]. (U itself
-   need not be a prefix of F: Phi-3 appends EOS only at the very end of a conversation.)
-C. search. Templates whose earlier text changes when a turn is appended are not prefix-stable
-   (Mistral v0.3 moves the system prompt to the last user turn; Qwen3 inserts an empty think block
-   before the last reply only). Then each message's content is located in F in order, which still
-   yields exact spans as long as the template prints the content verbatim. A row no method can
-   place is dropped and counted ("unmaskable").
+- start of reply i = the length of H_i = render(messages[:i], add_generation_prompt=True): exactly
+  the prompt the model is given at chat time (the inference engine renders the same H_i). Training
+  starts where generation starts, so whatever the template puts between the prompt and the text
+  (Qwen3's empty "<think>\\n\\n</think>\\n\\n" before the final reply, Mistral's " ") is trained
+  too, as the model has to produce it. The conversation F must start with H_i; when it does not
+  (the template renders a turn differently once a reply follows) the row counts as
+  `prompt_differs` and training starts where H_i and F part.
+- end of the LAST reply: F ends with it, so F[start:] is that reply's turn; we train through the
+  last special token in it (its end-of-turn marker: "<|im_end|>", "<|eot_id|>", "</s>",
+  "<end_of_turn>", Cohere's "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>", Phi-3's "<|end|>\\n<|endoftext|>").
+  Whitespace the template puts after it ("\\n") is not trained: generation stops at the marker.
+- end of an EARLIER reply: one more render M with an invisible sentinel (a Supplementary
+  Private Use character, U+F0000 + message index) appended to every message's content. Removing the
+  sentinels from M must give F byte for byte; then each sentinel's position is exactly where that
+  message's text ends in F, even when the template rewrites the text (Qwen3 and DeepSeek-R1 drop
+  reasoning from earlier turns). After the text comes template text only: we train the part that
+  this turn shares with the final reply's ending, through its last special token (or, when they
+  share none, e.g. gpt-oss ends the final reply with <|return|> and earlier ones with <|end|>, the
+  first special token). Markers that are plain text for this tokenizer (a family template on a
+  base model) are trained the same way, up to the shared part's trailing whitespace.
+- A row the template refuses (raise_exception) counts as `template_error`; a row whose earlier
+  replies cannot be placed (sentinels changed the render, or the text holds private-use characters)
+  as `unmaskable`. Nothing is guessed.
 
-In every method we train from the reply's content through the first special token after it, the
-end-of-turn marker ("<|im_end|>", "<|eot_id|>", "</s>", "<end_of_turn>", "<|end|>"). Whitespace the
-template puts after the marker (ChatML's, Gemma's and Phi-3's "\n") is NOT trained: generation
-stops at the marker, so the model never needs to produce it. If no special token follows the reply
-(a template without one), everything up to the span's trailing whitespace is trained.
-
-Tokens are labelled by character position: a token is trained when it overlaps an assistant span,
-so a token that fuses the separator with the first word (Mistral's " Hi" after "[/INST]") is
-trained as a whole.
+Renders per row: 1 + one per reply, + 1 when there are two or more replies.
+Tokens are labelled by character offsets: a token is trained when it overlaps a trained span (a
+token that fuses the separator with the first word, Mistral's " Hi", is trained whole; a reply
+ending in a 4-byte emoji trains all 4 of its byte tokens).
 """
 
 from __future__ import annotations
@@ -34,41 +40,35 @@ import re
 from typing import Any
 
 IGNORE = -100
+_SENTINEL_BASE = 0xF0000  # Supplementary Private Use Area-A: U+F0000..U+FFFFD
+_PRIVATE_RE = re.compile("[\U000F0000-\U0010FFFF]")
 
 
 class TemplateRenderError(Exception):
-    pass
+    """The template refuses this conversation (its own raise_exception, a type error)."""
+
+
+class UnmaskableRow(Exception):
+    """The replies of this row cannot be placed exactly; the row is dropped and counted."""
 
 
 class ChatMasker:
-    METHODS = ("anchored", "prefix", "search")
+    METHODS = ("prefix", "prompt_differs")
 
-    def __init__(self, tokenizer, template: str, methods: tuple[str, ...] = METHODS):
+    def __init__(self, tokenizer, template: str, template_kwargs: dict[str, Any] | None = None):
         from transformers.utils.chat_template_utils import _compile_jinja_template  # cached compile
 
         self.tokenizer = tokenizer
         self.template = template
         self._compiled = _compile_jinja_template(template)
         self._kwargs = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        self._kwargs.update(template_kwargs or {})
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if len(t.content) > 1}
-                          | {v for v in self._kwargs.values()}, key=len, reverse=True)
+                          | {v for k, v in self._kwargs.items() if k.endswith("_token") and isinstance(v, str)
+                             and v},
+                          key=len, reverse=True)
         self._special_re = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
-        self.methods = methods
         self.stats = dict.fromkeys(self.METHODS, 0)
-        self._gen_prompt = self._generation_prompt() if "anchored" in methods else None
-
-    def _generation_prompt(self) -> str | None:
-        """The text add_generation_prompt=True appends, if the template has one."""
-        probe = [{"role": "user", "content": "probe"}]
-        try:
-            plain, gen = self.render(probe), self.render(probe, add_generation_prompt=True)
-        except TemplateRenderError:
-            return None
-        # common prefix, not `plain`: Phi-3 ends a conversation with EOS only when no prompt follows
-        k = _common_prefix_len(plain, gen)
-        if plain.find("probe") + len("probe") <= k < len(gen) and gen[k:].strip():
-            return gen[k:]
-        return None
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -82,151 +82,127 @@ class ChatMasker:
 
     # -- spans ------------------------------------------------------------------------------------
 
-    def _eot_end(self, text: str, start: int, limit: int) -> int | None:
-        """End of the first special token in text[start:limit], or None."""
+    def _specials(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         if self._special_re is None:
-            return None
-        m = self._special_re.search(text, start, limit)
-        return m.end() if m else None
+            return []
+        return [m.span() for m in self._special_re.finditer(text, start, end)]
 
-    def _refine(self, full: str, a: int, b: int, content: str) -> tuple[int, int]:
-        """Narrow a raw reply span [a, b) to content + end-of-turn marker."""
-        seg = full[a:b]
-        c = seg.find(content) if content else -1
-        if c >= 0:
-            start = a + c
-            after = start + len(content)
-        else:  # the template rewrote the content (e.g. trimmed it); keep the span minus whitespace
-            start = a + (len(seg) - len(seg.lstrip()))
-            after = start
-        eot = self._eot_end(full, after, b)
-        end = eot if eot is not None else a + len(seg.rstrip())
-        return start, max(end, start)
+    def _turn_end(self, text: str, start: int, end: int) -> int:
+        """End of the last special token in text[start:end]; without one, end minus trailing whitespace."""
+        sp = self._specials(text, start, end)
+        if sp:
+            return sp[-1][1]
+        return start + len(text[start:end].rstrip())
 
     def spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]], str]:
-        """(rendered text, char spans to train, method). Raises TemplateRenderError."""
+        """(rendered text, char spans to train, method). Raises TemplateRenderError / UnmaskableRow."""
         full = self.render(messages)
-        spans = None
-        method = "anchored"
-        if self._gen_prompt is not None:
-            spans = self._anchored_spans(messages, full)
-        if spans is None and "prefix" in self.methods:
-            method = "prefix"
+        replies = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        if not replies or replies[-1] != len(messages) - 1:
+            raise UnmaskableRow("the conversation does not end with a reply")
+        starts = []
+        method = "prefix"
+        prev_end = 0
+        for i in replies:
             try:
-                spans = self._prefix_spans(messages, full)
-            except _NotPrefixStable:
-                spans = None
-        if spans is None:
-            if "search" not in self.methods:
-                raise TemplateRenderError("no masking method could place the replies")
-            method = "search"
-            spans = self._search_spans(messages, full)
+                head = self.render(messages[:i], add_generation_prompt=True)
+            except TemplateRenderError as e:  # e.g. a reply first: the template needs a user turn
+                raise UnmaskableRow(f"the template cannot render the prompt of reply {i + 1}: {e}") from None
+            if full.startswith(head):
+                start = len(head)
+            else:
+                start = _common_prefix_len(head, full)
+                method = "prompt_differs"
+            if start < prev_end:
+                raise UnmaskableRow(f"reply {i + 1} would start inside the previous reply")
+            starts.append(start)
+            prev_end = start
+        ends: list[int] = []
+        if len(replies) > 1:
+            ends = self._earlier_ends(messages, full, replies, starts)
+        ends.append(self._turn_end(full, starts[-1], len(full)))
+        spans = [(a, b) for a, b in zip(starts, ends)]
+        for (a, b), (c, _) in zip(spans, spans[1:]):
+            if not a < b <= c:
+                raise UnmaskableRow("replies overlap")
+        if spans[-1][1] <= spans[-1][0]:
+            raise UnmaskableRow("the final reply is empty")
         self.stats[method] += 1
         return full, spans, method
 
-    def _next_content(self, messages: list[dict], i: int, full: str, after: int) -> int:
-        """Where the next message's content starts in full (the limit for the end-of-turn search)."""
-        for nxt in messages[i + 1:]:
-            if nxt["content"]:
-                p = full.find(nxt["content"], after)
-                return p if p >= 0 else len(full)
-        return len(full)
-
-    def _anchored_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]] | None:
-        g = self._gen_prompt
-        out = []
-        cursor = 0
-        for i, m in enumerate(messages):
-            content = m["content"]
-            if m["role"] != "assistant":
-                if content:
-                    p = full.find(content, cursor)
-                    if p >= 0:
-                        cursor = p + len(content)
+    def _earlier_ends(self, messages: list[dict], full: str, replies: list[int], starts: list[int]) -> list[int]:
+        if any(_PRIVATE_RE.search(m["content"]) for m in messages):
+            raise UnmaskableRow("the text holds private-use characters, which the mask uses as markers")
+        marked = [dict(m, content=m["content"] + chr(_SENTINEL_BASE + j)) for j, m in enumerate(messages)]
+        try:
+            m_text = self.render(marked)
+        except TemplateRenderError as e:
+            raise UnmaskableRow(f"the template does not render marked text: {e}") from None
+        pos = [(mt.start(), ord(mt.group()) - _SENTINEL_BASE) for mt in _PRIVATE_RE.finditer(m_text)]
+        if _PRIVATE_RE.sub("", m_text) != full:
+            raise UnmaskableRow("the template's output depends on the exact reply text")
+        where: dict[int, int] = {}  # message index -> end of its text in `full`
+        ordered: list[int] = []
+        for k, (p, j) in enumerate(pos):
+            if j in where:
+                raise UnmaskableRow("the template prints a message twice")
+            where[j] = p - k
+            ordered.append(p - k)
+        last = replies[-1]
+        if last not in where:
+            raise UnmaskableRow("the template does not print the final reply")
+        final_suffix = full[where[last]:]
+        ends = []
+        for n, i in enumerate(replies[:-1]):
+            if i not in where:
+                raise UnmaskableRow(f"the template does not print reply {i + 1}")
+            ce = where[i]
+            if ce < starts[n]:
+                raise UnmaskableRow(f"reply {i + 1} ends before its prompt")
+            limit = min((p for p in ordered if p > ce), default=len(full))
+            limit = min(limit, starts[n + 1])
+            shared = _common_prefix_len(full[ce:limit], final_suffix)
+            sp = self._specials(full, ce, ce + shared)
+            if sp:
+                ends.append(sp[-1][1])
                 continue
-            at = full.find(g, cursor)
-            if at < 0 or not content:
-                return None
-            pos = at + len(g)
-            if not full.startswith(content, pos):
-                return None
-            after = pos + len(content)
-            eot = self._eot_end(full, after, self._next_content(messages, i, full, after))
-            if eot is None:
-                return None
-            out.append((pos, eot))
-            cursor = eot
-        return out
-
-    def _prefix_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
-        out = []
-        last = len(messages) - 1
-        for i, m in enumerate(messages):
-            if m["role"] != "assistant":
+            if full[ce:ce + shared].strip():  # an end marker that is not a special token here
+                ends.append(ce + len(full[ce:ce + shared].rstrip()))
                 continue
-            if i == 0:
-                raise _NotPrefixStable
-            head = self.render(messages[:i], add_generation_prompt=True)
-            if not full.startswith(head):
-                raise _NotPrefixStable
-            upto = full if i == last else self.render(messages[: i + 1])
-            end = _common_prefix_len(upto, full)
-            if end <= len(head):
-                raise _NotPrefixStable
-            if out and len(head) < out[-1][1]:
-                raise _NotPrefixStable
-            out.append(self._refine(full, len(head), end, m["content"]))
-        return out
-
-    def _search_spans(self, messages: list[dict], full: str) -> list[tuple[int, int]]:
-        out = []
-        cursor = 0
-        for i, m in enumerate(messages):
-            content = m["content"]
-            pos = full.find(content, cursor) if content else -1
-            if m["role"] != "assistant":
-                if pos >= 0:
-                    cursor = pos + len(content)
-                continue
-            if pos < 0:
-                raise TemplateRenderError(f"the chat template does not print assistant turn {i + 1} verbatim")
-            after = pos + len(content)
-            eot = self._eot_end(full, after, self._next_content(messages, i, full, after))
-            end = eot if eot is not None else after
-            out.append((pos, end))
-            cursor = end
-        return out
+            sp = self._specials(full, ce, limit)
+            ends.append(sp[0][1] if sp else ce)
+        return ends
 
     # -- tokens -----------------------------------------------------------------------------------
 
     @staticmethod
-    def label(ids: list[int], encoding, spans: list[tuple[int, int]]) -> list[int]:
-        """Labels for one tokenized text: ids inside assistant spans, IGNORE elsewhere.
+    def label(ids: list[int], encoding, spans: list[tuple[int, int]], text_len: int | None = None) -> list[int]:
+        """Labels for one tokenized text: ids of tokens overlapping a trained span, IGNORE elsewhere.
 
-        `encoding` is the tokenizers.Encoding of the text; its char_to_token maps each span's first
-        and last character to the tokens that contain them (no per-token offset lists needed).
+        `encoding` is the tokenizers.Encoding of the text; char_to_token finds the first token of
+        the span's first character, and the first token at or after the span's end (the token before
+        it is the span's last: a character split into several byte tokens is trained whole).
         """
         labels = [IGNORE] * len(ids)
+        n = len(ids)
+        limit = text_len if text_len is not None else (encoding.offsets[-1][1] if n else 0)
         for a, b in spans:
-            i0 = _char_to_token(encoding, a, b, +1)
-            i1 = _char_to_token(encoding, b - 1, a - 1, -1)
-            if i0 is not None and i1 is not None and i1 >= i0:
+            i0 = None
+            for c in range(a, b):
+                i0 = encoding.char_to_token(c)
+                if i0 is not None:
+                    break
+            if i0 is None:
+                continue
+            i1 = n - 1
+            for c in range(b, limit):
+                t = encoding.char_to_token(c)
+                if t is not None:
+                    i1 = t if encoding.token_to_chars(t)[0] < b else t - 1
+                    break
+            if i1 >= i0:
                 labels[i0:i1 + 1] = ids[i0:i1 + 1]
         return labels
-
-
-def _char_to_token(encoding, pos: int, stop: int, step: int) -> int | None:
-    """Token index containing char `pos`, moving towards `stop` past chars no token covers."""
-    while pos != stop:
-        t = encoding.char_to_token(pos)
-        if t is not None:
-            return t
-        pos += step
-    return None
-
-
-class _NotPrefixStable(Exception):
-    pass
 
 
 def _common_prefix_len(a: str, b: str) -> int:

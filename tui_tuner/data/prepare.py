@@ -23,20 +23,21 @@ import numpy as np
 
 from tui_tuner.config import CleaningConfig, DataConfig
 from tui_tuner.data.formats import BadRow, FormatSpec, detect_format, to_messages, to_text
-from tui_tuner.data.masking import IGNORE, ChatMasker, TemplateRenderError
+from tui_tuner.data.masking import IGNORE, ChatMasker, TemplateRenderError, UnmaskableRow
 from tui_tuner.data.report import DataReport
 from tui_tuner.data.sources import load_raw
-from tui_tuner.data.templates import resolve_chat_template
+from tui_tuner.data.templates import ChatFormat, resolve_chat_template
 from tui_tuner.errors import UserError
 
 # Row status codes written by the map pass; the index is the code. "ok" rows are kept.
-STATUS = ("ok", "bad_rows", "empty", "no_assistant", "disclaimers", "unmaskable", "too_long", "no_trained_tokens")
+STATUS = ("ok", "bad_rows", "empty", "no_assistant", "disclaimers", "unmaskable", "too_long", "no_trained_tokens",
+          "template_error")
 _CODE = {name: i for i, name in enumerate(STATUS)}
-FLAG_TRUNCATED, FLAG_PREFIX, FLAG_SEARCH = 1, 2, 4  # bits of the _flags column
-_METHOD_FLAG = {"anchored": 0, "prefix": FLAG_PREFIX, "search": FLAG_SEARCH}
+FLAG_TRUNCATED, FLAG_PROMPT_DIFFERS = 1, 2  # bits of the _flags column
+_METHOD_FLAG = {"prefix": 0, "prompt_differs": FLAG_PROMPT_DIFFERS}
 # Rows per process below which a second process costs more than it saves (bench/data_inspect.py).
 MIN_ROWS_FOR_PROCS = 20_000
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 Progress = Callable[..., None]
 
@@ -82,8 +83,10 @@ def parse_column_args(items: list[str] | None) -> dict[str, str] | None:
 
 
 class RowProcessor:
-    def __init__(self, spec: FormatSpec, tokenizer, template: str | None, cfg: DataConfig):
+    def __init__(self, spec: FormatSpec, tokenizer, template: str | None, cfg: DataConfig,
+                 chat_format: ChatFormat | None = None):
         self.spec = spec
+        self.chat_format = chat_format or ChatFormat()
         self.tokenizer = tokenizer
         self.template = template
         self.max_length = cfg.max_length
@@ -148,7 +151,7 @@ class RowProcessor:
             return None, "empty"
         if self.phrases and any(m["role"] == "assistant" and self._has_disclaimer(m["content"]) for m in msgs):
             return None, "disclaimers"
-        return msgs, "ok"
+        return self.chat_format.apply(msgs), "ok"
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if self.spec.name == "text":
@@ -158,6 +161,7 @@ class RowProcessor:
         status = [0] * n
         hashes = [0] * n
         flags = [0] * n  # FLAG_* bits
+        why = [""] * n  # why the template or the mask refused a row
         texts: list[str] = []
         spans_of: list[list[tuple[int, int]]] = []
         where: list[int] = []
@@ -171,8 +175,13 @@ class RowProcessor:
             hashes[i] = _hash("\x1e".join(m["role"] + "\x1f" + m["content"] for m in msgs))
             try:
                 full, spans, method = masker.spans(msgs)
-            except TemplateRenderError:
+            except TemplateRenderError as e:
+                status[i] = _CODE["template_error"]
+                why[i] = f"template_error: {e}"
+                continue
+            except UnmaskableRow as e:
                 status[i] = _CODE["unmaskable"]
+                why[i] = f"unmaskable: {e}"
                 continue
             texts.append(full)
             spans_of.append(spans)
@@ -185,7 +194,7 @@ class RowProcessor:
             encs = self._encode(texts)
             for j, i in enumerate(where):
                 ids = encs[j].ids
-                labs = masker.label(ids, encs[j], spans_of[j])
+                labs = masker.label(ids, encs[j], spans_of[j], len(texts[j]))
                 if len(ids) > self.max_length:
                     if not self.truncate:
                         status[i] = _CODE["too_long"]
@@ -198,7 +207,7 @@ class RowProcessor:
                     continue
                 input_ids[i], labels[i], trained[i] = ids, labs, k
         return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
-                "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags}
+                "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags, "_why": why}
 
     def _text_batch(self, batch: dict[str, list]) -> dict[str, list]:
         keys = list(batch)
@@ -230,7 +239,7 @@ class RowProcessor:
                 input_ids[i] = ids + [eos] if eos is not None else ids
         lengths = [len(x) for x in input_ids]
         return {"input_ids": input_ids, "labels": [[] for _ in range(n)], "length": lengths,
-                "_status": status, "_hash": hashes, "_trained": lengths, "_flags": [0] * n}
+                "_status": status, "_hash": hashes, "_trained": lengths, "_flags": [0] * n, "_why": [""] * n}
 
 
 def _hash(text: str) -> int:
@@ -292,7 +301,8 @@ def _features(names: tuple[str, ...] | None = None):
     from datasets import Features, List, Value
 
     all_ = {"input_ids": List(Value("int32")), "labels": List(Value("int32")), "length": Value("int32"),
-            "_status": Value("int8"), "_hash": Value("int64"), "_trained": Value("int32"), "_flags": Value("int8")}
+            "_status": Value("int8"), "_hash": Value("int64"), "_trained": Value("int32"), "_flags": Value("int8"),
+            "_why": Value("string")}
     return Features({k: v for k, v in all_.items() if names is None or k in names})
 
 
@@ -349,14 +359,17 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     report.columns = dict(spec.columns)
 
     template = None
+    chat_format = None
     if spec.name != "text":
         template, label = resolve_chat_template(tokenizer, data_cfg.chat_template)
         report.chat_template = label
+        chat_format = ChatFormat.probe(tokenizer, template)
+        report.chat_format = chat_format.to_dict()
         if tokenizer.eos_token is None and label != "tokenizer":
             raise UserError("the tokenizer has no EOS token, so the fallback template has no end-of-turn",
                             hint="choose a template by name with data.chat_template / --chat-template")
 
-    proc = RowProcessor(spec, tokenizer, template, data_cfg)
+    proc = RowProcessor(spec, tokenizer, template, data_cfg, chat_format)
     num_proc = _num_proc(n_read)
     if num_proc:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # forked workers: one thread each
@@ -399,14 +412,18 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     kept_idx = np.nonzero(keep)[0]
     report.truncated = int((flags[kept_idx] & FLAG_TRUNCATED).astype(bool).sum())
     if spec.name != "text":
-        searched = int((flags[kept_idx] & FLAG_SEARCH).astype(bool).sum())
-        prefixed = int((flags[kept_idx] & FLAG_PREFIX).astype(bool).sum())
-        report.mask_method = {"anchored": len(kept_idx) - searched - prefixed, "prefix": prefixed,
-                              "search": searched}
+        differs = int((flags[kept_idx] & FLAG_PROMPT_DIFFERS).astype(bool).sum())
+        report.mask_method = {"prefix": len(kept_idx) - differs, "prompt_differs": differs}
+        refused = np.nonzero((status == _CODE["unmaskable"]) | (status == _CODE["template_error"]))[0]
+        if len(refused):
+            from collections import Counter
+
+            whys = Counter(mapped.select(refused[:1000])["_why"])
+            report.drop_reasons = {k: v for k, v in whys.most_common(5)}
 
     if spec.name == "text":
         report.documents = int(len(kept_idx))
-        docs = mapped.select(kept_idx).remove_columns(["labels", "_status", "_hash", "_trained", "_flags"])
+        docs = mapped.select(kept_idx).remove_columns(["labels", "_status", "_hash", "_trained", "_flags", "_why"])
         say(f"packing {len(kept_idx):,} documents into blocks of {data_cfg.max_length}", 0.9)
         fp_pack = hashlib.md5((fp + "pack").encode()).hexdigest()
         mapped = docs.map(_Packer(data_cfg.max_length), batched=True, batch_size=1000,
@@ -426,7 +443,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     val_idx = np.sort(perm[:n_val])
     train_idx = np.sort(perm[n_val:])
 
-    extra = [c for c in ("_status", "_hash", "_trained", "_flags") if c in mapped.column_names]
+    extra = [c for c in ("_status", "_hash", "_trained", "_flags", "_why") if c in mapped.column_names]
     base = mapped if keep_columns else mapped.remove_columns(extra)
     train = base.select(train_idx)
     val = base.select(val_idx) if n_val else None

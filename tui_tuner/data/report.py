@@ -20,8 +20,10 @@ class DataReport:
     columns: dict[str, str] = field(default_factory=dict)  # role -> column used
     columns_found: list[str] = field(default_factory=list)
     chat_template: str | None = None  # 'tokenizer' or the fallback's name; None for text
-    # rows whose assistant spans each method placed: anchored / prefix / search (see masking.py)
+    # kept rows per mask method: prefix (the chat prompt is a prefix of the row) / prompt_differs
     mask_method: dict[str, int] | None = None
+    drop_reasons: dict[str, int] = field(default_factory=dict)  # template/mask refusals (first 1000)
+    chat_format: dict[str, Any] | None = None  # how the system prompt is given to the template
     rows_read: int = 0
     train_rows: int = 0
     val_rows: int = 0
@@ -66,7 +68,7 @@ class DataReport:
                 "rows_read": self.rows_read, "dropped": self.dropped_total,
                 "dropped_by_rule": {k: v for k, v in self.dropped.items() if v}, "truncated": self.truncated,
                 "tokens": self.train_tokens, "trained_tokens": self.trained_tokens,
-                "chat_template": self.chat_template}
+                "chat_template": self.chat_template, "chat_format": self.chat_format}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,8 @@ class DataReport:
             "columns_found": self.columns_found,
             "chat_template": self.chat_template,
             "mask_method": self.mask_method,
+            "drop_reasons": dict(self.drop_reasons),
+            "chat_format": self.chat_format,
             "rows": {"read": self.rows_read, "train": self.train_rows, "val": self.val_rows,
                      "dropped": self.dropped_total, "truncated": self.truncated},
             "rows_read": self.rows_read,

@@ -86,3 +86,73 @@ def resolve_chat_template(tokenizer, name: str = "auto") -> tuple[str, str]:
         return name, "custom"
     raise UserError(f"data.chat_template: unknown template '{name}'",
                     hint="use one of: " + ", ".join(TEMPLATE_NAMES))
+
+
+# ---------------------------------------------------------------------------------------------
+# How conversations are handed to a template: the same in training (data/prepare.py) and in chat
+# (inference/engine.py), so the model is asked at chat time exactly what it was trained on.
+
+FOLD_SEPARATOR = "\n\n"  # system + blank line + first user message (LLaMA-Factory, axolotl, Mistral's own)
+
+
+class ChatFormat:
+    """fold_system: the template refuses a system message (Gemma: "System role not supported"),
+    drops it (Mistral v0.3/Nemo print it only when the LAST message is a user turn, so training rows,
+    which end with a reply, lose it) or moves it between renders; then the system prompt is put
+    in front of the first user message instead, the way LLaMA-Factory and axolotl do it."""
+
+    PROBE = ("SYSTEM-PROBE-7361", "USER-PROBE-1", "REPLY-PROBE-1", "USER-PROBE-2", "REPLY-PROBE-2")
+
+    def __init__(self, fold_system: bool = False, reason: str | None = None):
+        self.fold_system = fold_system
+        self.reason = reason
+
+    def to_dict(self) -> dict:
+        return {"system_prompt": "folded into the first user turn" if self.fold_system else "as the template renders it",
+                "reason": self.reason}
+
+    def apply(self, messages: list[dict]) -> list[dict]:
+        if not self.fold_system or not messages or messages[0].get("role") != "system":
+            return messages
+        k = 0
+        while k < len(messages) and messages[k].get("role") == "system":
+            k += 1
+        system = FOLD_SEPARATOR.join(m["content"] for m in messages[:k] if m.get("content"))
+        rest = [dict(m) for m in messages[k:]]
+        for m in rest:
+            if m.get("role") == "user":
+                m["content"] = system + FOLD_SEPARATOR + m["content"] if m["content"] else system
+                break
+        return rest
+
+    @classmethod
+    def probe(cls, tokenizer, template: str) -> ChatFormat:
+        """Decide once per template by rendering a probe conversation with a system prompt."""
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        try:
+            compiled = _compile_jinja_template(template)
+        except Exception:  # a broken template fails later with its own message
+            return cls(False)
+        kw = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+
+        def render(msgs, gen=False):
+            return compiled.render(messages=msgs, tools=None, documents=None, add_generation_prompt=gen, **kw)
+
+        s, u1, a1, u2, a2 = cls.PROBE
+        msgs = [{"role": "system", "content": s}, {"role": "user", "content": u1},
+                {"role": "assistant", "content": a1}, {"role": "user", "content": u2},
+                {"role": "assistant", "content": a2}]
+        try:
+            full = render(msgs)
+        except Exception:
+            return cls(True, "the template refuses a system message")
+        if s not in full:
+            return cls(True, "the template leaves the system message out of conversations that end with a reply")
+        try:
+            heads = [render(msgs[:2], True), render(msgs[:4], True)]
+        except Exception:
+            return cls(False)
+        if not all(full.startswith(h) for h in heads):
+            return cls(True, "the template moves the system message when the conversation grows")
+        return cls(False)

@@ -136,6 +136,16 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def chat_prompt(tok, messages: list[dict[str, str]], chat_format=None, **kwargs):
+    """The prompt for the next reply, built exactly as training built the text before each reply:
+    the same template, the same system-prompt handling (data.templates.ChatFormat), then
+    add_generation_prompt=True (data/masking.py starts each trained reply at this very prompt)."""
+    from tui_tuner.data.templates import ChatFormat
+
+    fmt = chat_format if chat_format is not None else ChatFormat.probe(tok, tok.chat_template)
+    return tok.apply_chat_template(fmt.apply(list(messages)), add_generation_prompt=True, **kwargs)
+
+
 def end_of_turn_ids(tok, generation_config=None) -> list[int]:
     """Ids that end a reply: the tokenizer's EOS, the model's, and the template's end-of-turn
     token when it is a special token (e.g. <|im_end|> on a base whose EOS is <|endoftext|>)."""
@@ -219,6 +229,9 @@ class Engine:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self.tok = tok
+        from tui_tuner.data.templates import ChatFormat
+
+        self.chat_format = ChatFormat.probe(tok, tok.chat_template)
 
         what = f"4-bit {quant.quant_type}" if quant.load_in_4bit else str(dtype).replace("torch.", "")
         self.progress(f"loading model ({what})", 0.35)
@@ -254,6 +267,7 @@ class Engine:
             "load_in_4bit": quant.load_in_4bit,
             "quant_type": quant.quant_type if quant.load_in_4bit else None,
             "chat_template_source": template_source,
+            "system_prompt": self.chat_format.to_dict()["system_prompt"],
             "adapter": self.adapter,
             "cpu_threads": self.threads,
             "load_seconds": round(time.perf_counter() - t0, 3),
@@ -296,8 +310,7 @@ class Engine:
     # -- generation ------------------------------------------------------------------------------
     def encode(self, messages: list[dict[str, str]]):
         try:
-            enc = self.tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
-                                               return_tensors="pt")
+            enc = chat_prompt(self.tok, messages, getattr(self, "chat_format", None), return_dict=True, return_tensors="pt")
         except Exception as e:  # a template that refuses e.g. a system role
             raise UserError(f"the chat template cannot render this conversation: {e}",
                             hint="clear the system prompt, or alternate user/assistant turns") from None

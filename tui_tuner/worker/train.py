@@ -171,7 +171,7 @@ class TrainingSession:
         if prepared.chat_template:
             tok.chat_template = prepared.chat_template
         report = prepared.report.to_dict() if hasattr(prepared.report, "to_dict") else {}
-        run.append_event("dataset", **{k: report.get(k) for k in ("format", "rows", "dropped", "tokens", "truncated")
+        run.append_event("dataset", **{k: report.get(k) for k in ("format", "rows", "dropped", "tokens", "truncated", "chat_format")
                                        if k in report})
         if len(prepared.train) == 0:
             raise UserError(f"data.path {cfg.data.path}: no usable training rows after cleaning",
