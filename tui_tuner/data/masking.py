@@ -10,7 +10,8 @@ wrong place). Works for any template, no `{% generation %}` markers needed:
   (Qwen3's empty "<think>\\n\\n</think>\\n\\n" before the final reply, Mistral's " ") is trained
   too, as the model has to produce it. The conversation F must start with H_i; when it does not
   (the template renders a turn differently once a reply follows) the row counts as
-  `prompt_differs` and training starts where H_i and F part.
+  `prompt_differs` and training starts after the last special token H_i and F share (DeepSeek-R1's
+  prompt ends "<｜Assistant｜><think>\n", its rendered replies "<｜Assistant｜>" + text).
 - end of the LAST reply: F ends with it, so F[start:] is that reply's turn; we train through the
   last special token in it (its end-of-turn marker: "<|im_end|>", "<|eot_id|>", "</s>",
   "<end_of_turn>", Cohere's "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>", Phi-3's "<|end|>\\n<|endoftext|>").
@@ -68,6 +69,9 @@ class ChatMasker:
                              and v},
                           key=len, reverse=True)
         self._special_re = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
+        marked = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content}
+                        | set(tokenizer.all_special_tokens), key=len, reverse=True)
+        self._marked_re = re.compile("|".join(re.escape(s) for s in marked)) if marked else None
         self.stats = dict.fromkeys(self.METHODS, 0)
 
     # -- rendering ------------------------------------------------------------------------------
@@ -110,8 +114,10 @@ class ChatMasker:
                 raise UnmaskableRow(f"the template cannot render the prompt of reply {i + 1}: {e}") from None
             if full.startswith(head):
                 start = len(head)
-            else:
+            else:  # back to the end of the last special token both share (the role header)
                 start = _common_prefix_len(head, full)
+                shared = [m.end() for m in self._marked_re.finditer(full, prev_end, start)] if self._marked_re else []
+                start = shared[-1] if shared else start
                 method = "prompt_differs"
             if start < prev_end:
                 raise UnmaskableRow(f"reply {i + 1} would start inside the previous reply")
