@@ -55,7 +55,7 @@ def test_alpaca_with_input_and_system(tok, tmp_path):
             {"instruction": "Say hi.", "input": "", "output": "hi"}]
     data = prep(tok, write_jsonl(tmp_path / "a.jsonl", rows))
     assert data.report.format == "alpaca"
-    assert rendered(tok, data, 0)[0] == chatml(("user", "Translate to French.\n\ncat"), ("assistant", "chat"),
+    assert rendered(tok, data, 0)[0] == chatml(("user", "Translate to French.\ncat"), ("assistant", "chat"),
                                                system="Be exact.")
     assert rendered(tok, data, 1)[0] == chatml(("user", "Say hi."), ("assistant", "hi"))
 
@@ -179,3 +179,84 @@ def test_sample_dataset_resolves(tok):
         pytest.skip("helper A's sample dataset has not landed yet")
     data = prep(tok, "sample", val_ratio=0.1)
     assert len(data.train) > 0 and data.report.format in ("messages", "sharegpt", "prompt_completion", "alpaca")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layouts from other tools become the conversation their home tool builds (nothing lost)
+
+
+def test_alpaca_history_becomes_earlier_turns_and_input_joins_with_one_newline(tok, tmp_path):
+    row = {"instruction": "And Italy?", "input": "Answer in one word.", "output": "Rome.",
+           "system": "Be brief.", "history": [["Capital of France?", "Paris."], ["Spain?", "Madrid."]]}
+    data = prep(tok, write_jsonl(tmp_path / "a.jsonl", [row]))
+    text, runs = rendered(tok, data)
+    assert text == chatml(("user", "Capital of France?"), ("assistant", "Paris."), ("user", "Spain?"),
+                          ("assistant", "Madrid."), ("user", "And Italy?\nAnswer in one word."),
+                          ("assistant", "Rome."), system="Be brief.")
+    assert runs == ["Paris.<|im_end|>", "Madrid.<|im_end|>", "Rome.<|im_end|>"]
+    assert data.report.columns == {"instruction": "instruction", "input": "input", "output": "output",
+                                   "system": "system", "history": "history"}
+    assert data.report.columns_ignored == []
+
+
+def test_sharegpt_row_level_system_and_pygmalion_role_value(tok, tmp_path):
+    rows = [{"system": "Be brief.", "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]}]
+    text, _ = rendered(tok, prep(tok, write_jsonl(tmp_path / "s.jsonl", rows)))
+    assert text == chatml(("user", "Hi?"), ("assistant", "Hello."), system="Be brief.")
+    pyg = [{"conversations": [{"role": "system", "value": "Be a pirate."}, {"role": "human", "value": "Hi?"},
+                              {"role": "bot", "value": "Arr."}]},
+           {"conversations": [{"role": "human", "value": "Bye?"}, {"role": "bot", "value": "Arr!"}]}]
+    data = prep(tok, write_jsonl(tmp_path / "p.jsonl", pyg))
+    assert data.report.format == "sharegpt" and data.report.train_rows == 2
+    assert rendered(tok, data)[0] == chatml(("user", "Hi?"), ("assistant", "Arr."), system="Be a pirate.")
+
+
+def test_instruction_input_response_and_context_question_answer_keep_every_column(tok, tmp_path):
+    gpteacher = [{"instruction": "Summarise.", "input": "A long text.", "response": "Short."}]
+    data = prep(tok, write_jsonl(tmp_path / "g.jsonl", gpteacher))
+    assert data.report.columns == {"prompt": "instruction", "completion": "response", "input": "input"}
+    assert rendered(tok, data)[0] == chatml(("user", "Summarise.\nA long text."), ("assistant", "Short."))
+    cqa = [{"context": "Paris is in France.", "question": "Where is Paris?", "answer": "France."}]
+    data = prep(tok, write_jsonl(tmp_path / "c.jsonl", cqa))
+    assert data.report.columns == {"prompt": "question", "completion": "answer", "input": "context"}
+    assert rendered(tok, data)[0] == chatml(("user", "Where is Paris?\nParis is in France."), ("assistant", "France."))
+
+
+def test_trl_conversational_prompt_completion(tok, tmp_path):
+    rows = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+             "completion": [{"role": "assistant", "content": "Hello."}]},
+            {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]}]
+    data = prep(tok, write_jsonl(tmp_path / "t.jsonl", rows))
+    assert data.report.format == "prompt_completion" and data.report.train_rows == 2
+    assert data.report.dropped.get("bad_rows") == 0
+    text, runs = rendered(tok, data)
+    assert text == chatml(("user", "Hi?"), ("assistant", "Hello."), system="Be brief.") and runs == ["Hello.<|im_end|>"]
+
+
+def test_axolotl_input_output_segments_train_only_labelled_text(tok, tmp_path):
+    rows = [{"segments": [{"label": False, "text": "Q: capital of France?\n"}, {"label": True, "text": "A: Paris.</s>"}]},
+            {"segments": [{"label": False, "text": "Q: 2+2?\n"}, {"label": True, "text": "A: 4</s>"}]}]
+    data = prep(tok, write_jsonl(tmp_path / "io.jsonl", rows))  # one-key rows holding a list: still JSONL
+    assert data.report.format == "input_output" and data.report.train_rows == 2
+    row = data.train[0]
+    assert tok.decode(row["input_ids"]) == "Q: capital of France?\nA: Paris.</s>"
+    assert trained_runs(tok, row["input_ids"], row["labels"]) == ["A: Paris.</s>"]
+
+
+def test_a_text_column_the_format_would_drop_fails_with_the_column_fix(tok, tmp_path):
+    rows = [{"prompt": "Hi?", "completion": "Hello.", "system_prompt": "Greetings.", "system": "Be kind."}]
+    path = write_jsonl(tmp_path / "x.jsonl", rows)
+    with pytest.raises(UserError) as e:
+        prep(tok, path)
+    assert "column 'system_prompt' would be ignored by format 'prompt_completion'" in str(e.value)
+    assert "--column ROLE=system_prompt" in e.value.one_line()
+    # an id column is no loss: listed as ignored
+    data = prep(tok, write_jsonl(tmp_path / "y.jsonl", [{"id": 7, "prompt": "Hi?", "completion": "Hello."}]))
+    assert data.report.columns_ignored == ["id"]
+    # with an explicit mapping the user chose: the rest is listed, not refused
+    data = prep(tok, path, columns={"prompt": "prompt", "completion": "completion"})
+    assert data.report.columns_ignored == ["system_prompt"]
+    # UltraChat: `prompt` repeats the first user turn of `messages`, so nothing is lost
+    ultra = [{"prompt": "Hi?", "prompt_id": "x", **conv("Hi?", "Hello.")}]
+    data = prep(tok, write_jsonl(tmp_path / "u.jsonl", ultra))
+    assert data.report.format == "messages" and data.report.columns_ignored == ["prompt", "prompt_id"]

@@ -21,7 +21,7 @@ from tui_tuner.errors import ConfigError, UserError
 # Choices shared with the CLI help and the wizard.
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
-DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "input_output", "text")
 TOO_LONG_CHOICES = ("drop", "truncate")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "adamw_torch", "adamw_torch_fused", "sgd")

@@ -65,7 +65,9 @@ def print_report(d: dict[str, Any], console=None) -> None:
     cols = ", ".join(f"{k}={v}" for k, v in d["columns"].items())
     con.print(Text.assemble(("Dataset  ", "bold"), f"{d['source']} ({d['input_type']})"))
     con.print(Text.assemble(("Format   ", "bold"), (d["format"] or "?", "bold cyan"), f"  columns: {cols}"))
-    if d["format"] != "text":
+    if d.get("columns_ignored"):
+        con.print(Text.assemble(("Ignored  ", "bold"), ", ".join(d["columns_ignored"]) + " (no text to train on)"))
+    if d["format"] not in ("text", "input_output"):
         tpl = "the tokenizer's own" if d["chat_template"] == "tokenizer" else f"fallback '{d['chat_template']}'"
         con.print(Text.assemble(("Template ", "bold"), f"{tpl} (model {d['model']})"))
     con.print(Text.assemble(("Rows     ", "bold"), f"{rows['read']:,} read → {rows['train']:,} train / "

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import numpy as np
 
 from tui_tuner.config import CleaningConfig, DataConfig
-from tui_tuner.data.formats import BadRow, FormatSpec, detect_format, to_messages, to_text
+from tui_tuner.data.formats import (BadRow, FormatSpec, check_unused_columns, detect_format, to_messages,
+                                    to_segments, to_text)
 from tui_tuner.data.masking import IGNORE, ChatMasker, TemplateRenderError, UnmaskableRow
 from tui_tuner.data.report import DataReport
 from tui_tuner.data.sources import load_raw
@@ -156,6 +157,8 @@ class RowProcessor:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if self.spec.name == "text":
             return self._text_batch(batch)
+        if self.spec.name == "input_output":
+            return self._segments_batch(batch)
         keys = list(batch)
         n = len(batch[keys[0]]) if keys else 0
         status = [0] * n
@@ -208,6 +211,54 @@ class RowProcessor:
                 input_ids[i], labels[i], trained[i] = ids, labs, k
         return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
                 "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags, "_why": why}
+
+    def _segments_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        """axolotl's template-free input_output: each segment tokenized on its own (no special
+        tokens added), concatenated; labels = ids where the segment's label is true."""
+        keys = list(batch)
+        n = len(batch[keys[0]]) if keys else 0
+        status, hashes, flags, trained = [0] * n, [0] * n, [0] * n, [0] * n
+        input_ids: list[list[int]] = [[] for _ in range(n)]
+        labels: list[list[int]] = [[] for _ in range(n)]
+        rows: list[tuple[int, list[tuple[str, bool]]]] = []
+        for i in range(n):
+            try:
+                segs = to_segments(self.spec, {k: batch[k][i] for k in keys})
+            except BadRow:
+                status[i] = _CODE["bad_rows"]
+                continue
+            if self.drop_empty and not any(t.strip() for t, _ in segs):
+                status[i] = _CODE["empty"]
+                continue
+            if self.phrases and any(lab and self._has_disclaimer(t) for t, lab in segs):
+                status[i] = _CODE["disclaimers"]
+                continue
+            hashes[i] = _hash("\x1e".join(f"{int(lab)}\x1f{t}" for t, lab in segs))
+            rows.append((i, segs))
+        texts = [t for _, segs in rows for t, _ in segs]
+        encs = self._encode(texts) if texts else []
+        k = 0
+        for i, segs in rows:
+            ids: list[int] = []
+            labs: list[int] = []
+            for _, lab in segs:
+                e = encs[k].ids
+                k += 1
+                ids += e
+                labs += e if lab else [IGNORE] * len(e)
+            if len(ids) > self.max_length:
+                if not self.truncate:
+                    status[i] = _CODE["too_long"]
+                    continue
+                ids, labs = ids[: self.max_length], labs[: self.max_length]
+                flags[i] |= FLAG_TRUNCATED
+            t = len(labs) - labs.count(IGNORE)
+            if t == 0:
+                status[i] = _CODE["no_trained_tokens"]
+                continue
+            input_ids[i], labels[i], trained[i] = ids, labs, t
+        return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
+                "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags, "_why": [""] * n}
 
     def _text_batch(self, batch: dict[str, list]) -> dict[str, list]:
         keys = list(batch)
@@ -357,10 +408,12 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
                          display=loaded.display)
     report.format = spec.name
     report.columns = dict(spec.columns)
+    report.columns_ignored = check_unused_columns(spec, list(raw.column_names), loaded.display, sample_rows,
+                                                  explicit=bool(data_cfg.columns))
 
     template = None
     chat_format = None
-    if spec.name != "text":
+    if spec.name not in ("text", "input_output"):
         template, label = resolve_chat_template(tokenizer, data_cfg.chat_template)
         report.chat_template = label
         chat_format = ChatFormat.probe(tokenizer, template)
@@ -411,7 +464,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
         dropped["duplicates"] = int(ok.sum() - keep.sum())
     kept_idx = np.nonzero(keep)[0]
     report.truncated = int((flags[kept_idx] & FLAG_TRUNCATED).astype(bool).sum())
-    if spec.name != "text":
+    if spec.name not in ("text", "input_output"):
         differs = int((flags[kept_idx] & FLAG_PROMPT_DIFFERS).astype(bool).sum())
         report.mask_method = {"prefix": len(kept_idx) - differs, "prompt_differs": differs}
         refused = np.nonzero((status == _CODE["unmaskable"]) | (status == _CODE["template_error"]))[0]

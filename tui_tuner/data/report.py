@@ -19,6 +19,7 @@ class DataReport:
     format: str | None = None
     columns: dict[str, str] = field(default_factory=dict)  # role -> column used
     columns_found: list[str] = field(default_factory=list)
+    columns_ignored: list[str] = field(default_factory=list)  # found but not used (no text to train on)
     chat_template: str | None = None  # 'tokenizer' or the fallback's name; None for text
     # kept rows per mask method: prefix (the chat prompt is a prefix of the row) / prompt_differs
     mask_method: dict[str, int] | None = None
@@ -78,6 +79,7 @@ class DataReport:
             "format": self.format,
             "columns": self.columns,
             "columns_found": self.columns_found,
+            "columns_ignored": self.columns_ignored,
             "chat_template": self.chat_template,
             "mask_method": self.mask_method,
             "drop_reasons": dict(self.drop_reasons),

@@ -391,6 +391,9 @@ def _json_layout(p: Path, display: str) -> tuple[str, str | None]:
         first = f.readline(MAX_LINE_BYTES + 1)
         while first and not first.strip(b" \t\r\n\xef\xbb\xbf"):
             first = f.readline(MAX_LINE_BYTES + 1)
+        second = f.readline(MAX_LINE_BYTES + 1)
+        while second and not second.strip():
+            second = f.readline(MAX_LINE_BYTES + 1)
     s = first.lstrip(codecs.BOM_UTF8).strip()
     if s.startswith(b"["):
         _check_json_document(p, display)
@@ -402,7 +405,10 @@ def _json_layout(p: Path, display: str) -> tuple[str, str | None]:
             obj = None
         if isinstance(obj, dict):
             list_keys = [k for k, v in obj.items() if _is_record_list(v)]
-            if len(obj) == 1 and list_keys and not _looks_like_conversation(obj[list_keys[0]]):
+            # one object per line from the next line on too: JSON Lines, even when each row is one key
+            # holding a list (pygmalion {"conversations": [...]}, axolotl {"segments": [...]})
+            if len(obj) == 1 and list_keys and not _looks_like_conversation(obj[list_keys[0]]) \
+                    and not second.strip().startswith(b"{"):
                 return "json", list_keys[0]
             return "jsonl", None
         # a pretty-printed object: parse the document (datasets would read it whole too)
