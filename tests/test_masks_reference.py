@@ -221,3 +221,21 @@ def test_data_inspect_json_on_a_real_qwen3_model_dir(qwen3, tmp_path, capsys):
                    ("A1<|im_end|>", "<think>\n\n</think>\n\nA2<|im_end|>"),
                    ("<think>\n\n</think>\n\n🎉<|im_end|>",)])
     assert got == want
+
+
+@pytest.mark.parametrize("template, why", [
+    ("{{ messages[0]['content'] }}", "is not a chat template"),
+    ("{% for m in messages %}{{ raise_exception('Unsupported') }}{% endfor %}", "cannot render a user/assistant"),
+])
+def test_a_template_that_cannot_chat_is_refused_with_one_line(tmp_path, template, why):
+    from data_helpers import make_tokenizer, write_jsonl
+
+    from tui_tuner.config import DataConfig
+    from tui_tuner.data.prepare import prepare_dataset
+    from tui_tuner.errors import UserError
+
+    tok = make_tokenizer(None, template)
+    path = write_jsonl(tmp_path / "c.jsonl", [{"messages": _c("Hi", "Hello")}])
+    with pytest.raises(UserError) as e:
+        prepare_dataset(DataConfig(path=str(path), val_ratio=0), tok, seed=0)
+    assert why in e.value.message and "--chat-template" in e.value.hint

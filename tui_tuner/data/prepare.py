@@ -27,7 +27,7 @@ from tui_tuner.data.formats import (BadRow, FormatSpec, check_unused_columns, de
 from tui_tuner.data.masking import IGNORE, ChatMasker, TemplateRenderError, UnmaskableRow
 from tui_tuner.data.report import DataReport
 from tui_tuner.data.sources import load_raw
-from tui_tuner.data.templates import ChatFormat, resolve_chat_template
+from tui_tuner.data.templates import ChatFormat, check_chat_capable, resolve_chat_template
 from tui_tuner.errors import UserError
 
 # Row status codes written by the map pass; the index is the code. "ok" rows are kept.
@@ -416,6 +416,7 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     if spec.name not in ("text", "input_output"):
         template, label = resolve_chat_template(tokenizer, data_cfg.chat_template)
         report.chat_template = label
+        check_chat_capable(tokenizer, template, label)
         chat_format = ChatFormat.probe(tokenizer, template)
         report.chat_format = chat_format.to_dict()
         if tokenizer.eos_token is None and label != "tokenizer":

@@ -156,3 +156,24 @@ class ChatFormat:
         if not all(full.startswith(h) for h in heads):
             return cls(True, "the template moves the system message when the conversation grows")
         return cls(False)
+
+
+def check_chat_capable(tokenizer, template: str, label: str) -> None:
+    """UserError unless the template renders a user/assistant exchange, prints the reply, and gives
+    a prompt for the next reply that the exchange starts with (what training and chat both need)."""
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    where = "the tokenizer's chat template" if label == "tokenizer" else f"chat template '{label}'"
+    hint = "choose a template with data.chat_template / --chat-template (e.g. chatml), or another model"
+    kw = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    msgs = [{"role": "user", "content": "PROBE-QUESTION"}, {"role": "assistant", "content": "PROBE-REPLY"}]
+    try:
+        compiled = _compile_jinja_template(template)
+        full = compiled.render(messages=msgs, tools=None, documents=None, add_generation_prompt=False, **kw)
+        head = compiled.render(messages=msgs[:1], tools=None, documents=None, add_generation_prompt=True, **kw)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{where} cannot render a user/assistant conversation: {first}", hint=hint) from e
+    if "PROBE-REPLY" not in full or "PROBE-QUESTION" not in head:
+        raise UserError(f"{where} is not a chat template (it does not print the user's and the assistant's text)",
+                        hint=hint)
