@@ -149,12 +149,15 @@ class ChatFormat:
             return cls(True, "the template refuses a system message")
         if s not in full:
             return cls(True, "the template leaves the system message out of conversations that end with a reply")
+        def stable(m):  # the chat prompt of each reply is a prefix of the whole conversation
+            f = render(m)
+            return all(f.startswith(render(m[:k], True)) for k in range(1, len(m)) if m[k]["role"] == "assistant")
+
         try:
-            heads = [render(msgs[:2], True), render(msgs[:4], True)]
+            if not stable(msgs) and stable(msgs[1:]):
+                return cls(True, "the template moves the system message when the conversation grows")
         except Exception:
-            return cls(False)
-        if not all(full.startswith(h) for h in heads):
-            return cls(True, "the template moves the system message when the conversation grows")
+            pass
         return cls(False)
 
 
