@@ -239,3 +239,58 @@ def test_a_template_that_cannot_chat_is_refused_with_one_line(tmp_path, template
     with pytest.raises(UserError) as e:
         prepare_dataset(DataConfig(path=str(path), val_ratio=0), tok, seed=0)
     assert why in e.value.message and "--chat-template" in e.value.hint
+
+
+def test_truncation_inside_a_reply_and_inside_the_prompt(tmp_path):
+    # too_long: truncate keeps the reference mask of the kept tokens; a row cut inside its prompt
+    # has nothing left to train and is counted, not kept.
+    from data_helpers import write_jsonl
+
+    from tui_tuner.config import CleaningConfig, DataConfig
+    from tui_tuner.data.prepare import prepare_dataset
+
+    tok = family_tokenizer("qwen3-instruct-2507")
+    rows = [_c("Short?", "Long answer " + LONG), _c("Long question " + LONG, "Short.")]
+    path = write_jsonl(tmp_path / "t.jsonl", [{"messages": m} for m in rows])
+    ids0, ref0 = _reference(tok, rows[0])
+    prompt_len = ref0.index(1)
+    cut = prompt_len + 20  # inside the first reply
+    data = prepare_dataset(DataConfig(path=str(path), val_ratio=0, max_length=cut, clean=CleaningConfig(too_long="truncate")), tok, seed=0)
+    assert data.report.truncated == 1 and data.report.dropped["no_trained_tokens"] == 1
+    row = data.train[0]
+    assert row["input_ids"] == ids0[:cut]
+    assert [int(x != IGNORE) for x in row["labels"]] == ref0[:cut]
+
+
+def test_a_reply_ending_in_a_multibyte_character_is_trained_whole_without_an_end_token():
+    # A template with no special token after the reply: the reply's last character (a 4-byte emoji,
+    # several byte-level tokens) is trained entirely, not only its first byte.
+    from data_helpers import make_tokenizer
+
+    tok = make_tokenizer(None, "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+                               "{% if add_generation_prompt %}assistant: {% endif %}")
+    msgs = _c("Party?", "Yes 🎉", "More?", "¡Sí! 🎉🎉")
+    full, enc, labels, _ = _ours(tok, msgs)
+    ids = enc["input_ids"]
+    trained = [tok.decode([t for t, x in zip(ids, labels) if x != IGNORE])]
+    assert trained == ["Yes 🎉¡Sí! 🎉🎉"]
+    assert len(tok("🎉", add_special_tokens=False)["input_ids"]) > 1  # the emoji really is several tokens
+
+
+def test_data_inspect_on_the_real_qwen3_drops_nothing_the_reference_trains(qwen3, tmp_path, capsys):
+    from tui_tuner.cli import main
+
+    model_dir = tmp_path / "qwen3-tok"
+    qwen_tokenizer(template_text("trl:qwen3")).save_pretrained(model_dir)
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}))
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in CORPUS))
+    code = main(["data", "inspect", str(data), "--model", str(model_dir), "--json", "--val-ratio", "0",
+                 "--examples", "0"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["rows"]["train"] == len(CORPUS), out
+    assert not any(out["dropped"].values()) and out["mask_method"] == {"prefix": len(CORPUS), "prompt_differs": 0}
+    stripped = [[dict(m, content=m["content"].strip()) for m in c] for c in CORPUS]  # formats strip text
+    want = sum(sum(_reference(qwen3, c)[1]) for c in stripped)
+    # the reference also trains the "\n" after each <|im_end|>: one per reply
+    assert out["tokens"]["trained"] == want - sum(m["role"] == "assistant" for c in CORPUS for m in c)
