@@ -73,6 +73,7 @@ FAMILIES = {
     "mistral-nemo": ("marked:mistral_nemo", "fixture:mistral_nemo", ["<s>", "</s>", "[INST]", "[/INST]"], "<s>",
                      "</s>"),
     "smollm2": ("marked:smollm2", "fixture:smollm2", _QWEN, None, "<|im_end|>"),
+    "smollm3": ("fixture:smollm3", None, _QWEN + ["<think>", "</think>"], None, "<|im_end|>"),
     "demo": ("demo", None, None, None, None),  # the demo template carries its own generation markers
 }
 

@@ -56,6 +56,7 @@ CORPUS = [
     _c("Empty-looking?", "0"),
     _c("Special text <|endoftext|>", "Reply with <|endoftext|> literal"),
     _c("system", "You are a helpful assistant.", system="You are a helpful assistant."),
+    _c("Quick?", "Yes.", "Sure?", "Yes!", system="/no_think"),  # SmolLM3's switch: think block in the prompt
 ]
 assert len(CORPUS) >= 30
 

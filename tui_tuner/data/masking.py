@@ -25,9 +25,10 @@ wrong place). Works for any template, no `{% generation %}` markers needed:
   share none, e.g. gpt-oss ends the final reply with <|return|> and earlier ones with <|end|>, the
   first special token). Markers that are plain text for this tokenizer (a family template on a
   base model) are trained the same way, up to the shared part's trailing whitespace.
+- When the sentinels change the render (a template that tests the text itself), an earlier reply
+  ends where render(messages[:i+1]) ends, if that is a prefix of F.
 - A row the template refuses (raise_exception) counts as `template_error`; a row whose earlier
-  replies cannot be placed (sentinels changed the render, or the text holds private-use characters)
-  as `unmaskable`. Nothing is guessed.
+  replies cannot be placed by either way as `unmaskable`, with the reason. Nothing is guessed.
 
 Renders per row: 1 + one per reply, + 1 when there are two or more replies.
 Tokens are labelled by character offsets: a token is trained when it overlaps a trained span (a
@@ -125,7 +126,10 @@ class ChatMasker:
             prev_end = start
         ends: list[int] = []
         if len(replies) > 1:
-            ends = self._earlier_ends(messages, full, replies, starts)
+            try:
+                ends = self._earlier_ends(messages, full, replies, starts)
+            except UnmaskableRow as e:
+                ends = self._earlier_ends_by_renders(messages, full, replies, starts, e)
         ends.append(self._turn_end(full, starts[-1], len(full)))
         spans = [(a, b) for a, b in zip(starts, ends)]
         for (a, b), (c, _) in zip(spans, spans[1:]):
@@ -177,6 +181,20 @@ class ChatMasker:
                 continue
             sp = self._specials(full, ce, limit)
             ends.append(sp[0][1] if sp else ce)
+        return ends
+
+    def _earlier_ends_by_renders(self, messages, full, replies, starts, why: UnmaskableRow) -> list[int]:
+        """Fallback when the marked render differs (the template reacts to the marker itself, e.g.
+        SmolLM3 tests whether the system text is empty after removing "/no_think"): E_i =
+        render(messages[:i+1]) must be a prefix of F; reply i's turn is F[start_i:len(E_i)] and ends
+        at its last special token. Raises `why` when a reply is rendered differently once it is
+        not the last (then only the marked render can place it)."""
+        ends = []
+        for n, i in enumerate(replies[:-1]):
+            upto = self.render(messages[: i + 1])
+            if not full.startswith(upto) or len(upto) <= starts[n]:
+                raise why
+            ends.append(self._turn_end(full, starts[n], len(upto)))
         return ends
 
     # -- tokens -----------------------------------------------------------------------------------
