@@ -69,7 +69,6 @@ def _reference(tok, msgs):
 def _ours(tok, msgs):
     masker = ChatMasker(tok, tok.chat_template)
     full, spans, method = masker.spans(msgs)
-    masker.last_spans = spans
     enc = tok(full, add_special_tokens=False)
     labels = masker.label(enc["input_ids"], enc.encodings[0], spans, len(full))
     return full, enc, labels, masker
@@ -80,14 +79,34 @@ def _adjusted_reference(tok, masker, msgs, full, enc, ref_mask):
     mask = list(ref_mask)
     offsets = enc.encodings[0].offsets
     ids = enc["input_ids"]
-    # prompt: tokens lying between the end of the previous reply and the end of reply i's chat prompt
-    regions, prev = [], 0
-    for (start, end) in masker.last_spans:
-        regions.append((prev, start))
-        prev = end
-    for k, (a, b) in enumerate(offsets):
-        if mask[k] and any(lo <= a and b <= hi for lo, hi in regions):
-            mask[k] = 0
+    # prompt: the chat prompt of reply i (the template's own add_generation_prompt render, independent
+    # of our masker); a reference run is trimmed of its tokens that end inside it. Where the row does
+    # not start with the prompt (DeepSeek-R1's "<think>\n" prefill), the prompt ends after the last
+    # special token the two share.
+    special_ids = set(tok.all_special_ids)
+    prompt_ends = []
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant" or i == 0:
+            continue
+        head = tok.apply_chat_template(msgs[:i], add_generation_prompt=True, tokenize=False)
+        if full.startswith(head):
+            prompt_ends.append(len(head))
+        else:
+            cp = next((n for n, (x, y) in enumerate(zip(head, full)) if x != y), min(len(head), len(full)))
+            prompt_ends.append(max(b for (a, b), t in zip(offsets, ids) if t in special_ids and b <= cp))
+    k = 0
+    while k < len(mask):
+        if not mask[k]:
+            k += 1
+            continue
+        e = k
+        while e + 1 < len(mask) and mask[e + 1]:
+            e += 1
+        p = max((x for x in prompt_ends if x < offsets[e][1]), default=0)
+        for x in range(k, e + 1):
+            if offsets[x][1] <= p:
+                mask[x] = 0
+        k = e + 1
     # after: whitespace-only tokens at the end of a reference run, right after a special token
     special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special or len(t.content) > 1}
     k = 0
