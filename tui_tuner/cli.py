@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["ui", *(argv or [])])
     from tui_tuner.errors import UserError
 
+    if args.command != "export":  # an export goes where the user asked, with their own umask
+        from tui_tuner import paths
+
+        paths.make_private()  # run folders, dataset caches, the demo model: 0600 files, 0700 folders
     try:
         return int(args.func(args) or 0)
     except UserError as e:

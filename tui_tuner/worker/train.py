@@ -327,4 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tui_tuner import paths
+
+    paths.make_private()  # checkpoints, adapter, dataset cache: 0600 files in 0700 folders
     return TrainingSession(run, resume=args.resume).main()
