@@ -134,9 +134,15 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True, mode=0o700)
-        atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
-        run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
-                                dataset=cfg.data.path))
+        try:
+            atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
+            run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
+                                    dataset=cfg.data.path))
+        except OSError:  # e.g. a full disk: leave no half-made run behind
+            import shutil
+
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
         proc = _spawn_worker(run, resume=False)
         _record_pid(run, proc)
     if not detach:
