@@ -218,6 +218,11 @@ class TrainingSession:
                        else "loading model")
         from tui_tuner.models.attention import usable_attn_implementation
 
+        from tui_tuner.models.load_checks import load_time_problems
+
+        problems, _ = load_time_problems(cfg, model_path=model_path, cuda=cuda)
+        if problems:  # one line each instead of PEFT's / transformers' raw errors mid-load
+            raise UserError("; ".join(problems), hint="`tui-tuner train CONFIG --dry-run` checks this before a run")
         attn, attn_note = usable_attn_implementation(model_path, cfg.model.attn_implementation, **common)
         if attn_note:
             run.append_event("warning", step=0, kind="attention", message=attn_note)
