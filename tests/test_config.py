@@ -53,3 +53,31 @@ def test_yaml_syntax_error_names_line(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_empty_config_file_is_refused_not_trained_with_defaults(tmp_path):
+    for text in ("", "\n", "# only a comment\n"):
+        p = tmp_path / "empty.yaml"
+        p.write_text(text)
+        with pytest.raises(UserError) as e:
+            load_config(p)
+        assert "config file is empty" in e.value.message and str(p) in e.value.message
+        assert "{}" in e.value.hint  # the explicit way to ask for the defaults
+    p.write_text("{}\n")
+    assert load_config(p) == from_dict({})
+
+
+def test_duplicate_yaml_key_is_refused_with_both_lines(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text("model:\n  name_or_path: demo\ntrain:\n  batch_size: 2\n  learning_rate: 1.0e-4\n  batch_size: 8\n")
+    with pytest.raises(UserError) as e:
+        load_config(p)
+    assert "line 6" in e.value.message and "'batch_size' is given twice (first on line 4)" in e.value.message
+    p.write_text("train: {batch_size: 2, batch_size: 8}\n")  # flow style, one line
+    with pytest.raises(UserError, match="'batch_size' is given twice"):
+        load_config(p)
+    p.write_text("train: {batch_size: 2}\ndata: {path: sample}\ntrain: {seed: 1}\n")  # a whole section twice
+    with pytest.raises(UserError, match="line 3: 'train' is given twice"):
+        load_config(p)
+    p.write_text("model: {name_or_path: demo}\ndata: {path: sample}\ntrain: {seed: 1}\nlora: {r: 8}\n")
+    assert load_config(p).lora.r == 8  # same key names in different sections are fine

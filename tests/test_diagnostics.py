@@ -180,3 +180,28 @@ def test_importing_diagnostics_pulls_no_heavy_modules():
             "bad=[m for m in ('torch','textual','transformers','numpy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_exploding_gradient_is_reported_at_the_step_it_happens():
+    # as found: lr 1, alpha 1e12 — grad norm 3.6e11 at step 1 (clipped, so the loss looked normal)
+    d = Diagnostics(cfg(learning_rate=1.0))
+    warns = d.feed({"type": "train", "step": 1, "loss": 5.2, "grad_norm": 3.6e11})
+    assert [w["kind"] for w in warns] == ["exploding_gradients"]
+    assert "3.6e+11 at step 1" in warns[0]["message"] and "learning_rate" in warns[0]["hint"]
+    assert d.feed({"type": "train", "step": 2, "loss": 5.2, "grad_norm": 5e11}) == []  # once per episode
+    # relative to the run's own gradients, too
+    d = Diagnostics(cfg())
+    rng = random.Random(4)
+    assert not any(d.feed({"type": "train", "step": s, "loss": healthy(s, rng), "grad_norm": 0.4 + 0.2 * rng.random()})
+                   for s in range(1, 40))
+    warns = d.feed({"type": "train", "step": 40, "loss": 2.0, "grad_norm": 45.0})
+    assert [w["kind"] for w in warns] == ["exploding_gradients"] and "recent median" in warns[0]["message"]
+
+
+def test_large_but_healthy_early_gradients_stay_quiet():
+    d = Diagnostics(cfg())
+    rng = random.Random(5)
+    out = []
+    for s in range(1, 200):  # starts at ~80 and settles near 1: ordinary for a fresh LoRA on a large model
+        out += d.feed({"type": "train", "step": s, "loss": healthy(s, rng), "grad_norm": 1 + 80 * math.exp(-s / 10)})
+    assert out == []

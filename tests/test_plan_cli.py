@@ -41,3 +41,27 @@ def test_dry_run_text_names_a_missing_dataset_and_exits_2(fresh_home, tmp_path):
     assert "✗" in r.stdout and "gone.jsonl" in r.stdout
     assert "model      Qwen/Qwen2.5-0.5B-Instruct  (chat; 494.0 M parameters)" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_dry_run_catches_what_loading_would_refuse(fresh_home, tmp_path):
+    """As found: `--dry-run` passed a misspelt target module and flash_attention_2 on a CPU machine,
+    which then failed at train time with raw PEFT/ImportError text. Now each is a ✗ line, exit 2."""
+    from tui_tuner import demo
+
+    demo.ensure_demo_model()
+    cfg = {"model": {"name_or_path": "demo", "attn_implementation": "flash_attention_2"},
+           "lora": {"target_modules": ["q_proj", "v_porj", "norm"]}, "data": {"path": "sample"}}
+    r = _dry_run(cfg, tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    load = [x for x in r.stdout.splitlines() if x.startswith("load ")]
+    assert len(load) == 3, r.stdout
+    assert "flash_attention_2 needs an NVIDIA GPU" in load[0]
+    assert "'v_porj' matches no module of demo" in load[1] and "v_proj" in load[1]
+    assert "'norm' names LlamaRMSNorm layers, which LoRA cannot adapt" in load[2]
+    assert r.stderr == "" and not any((fresh_home / "runs").glob("*"))
+
+    cfg = {"model": {"name_or_path": "demo"}, "lora": {"target_modules": ["q_proj", "v_proj"]},
+           "data": {"path": "sample"}}
+    r = _dry_run(cfg, tmp_path, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["load_errors"] == []

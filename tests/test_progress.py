@@ -301,3 +301,27 @@ def test_follow_events_skips_what_was_printed_before_a_resume_rewrite(tmp_path):
     assert steps == ["1/?", "2/?", "3/?", "4/?", "5/?", "6/?", "7/?", "8/?", "7/8", "8/8"]
     assert "resumed from checkpoint-6 at step 6 of 8" in lines
     assert lines[-1] == "state: completed"
+
+
+def test_logs_follow_stops_with_one_line_when_the_run_folder_is_deleted(tmp_path):
+    """`logs -f` used to poll forever after its run folder was removed."""
+    from tui_tuner.rundir import Status
+
+    run = RunDir(tmp_path / "gone")
+    run.path.mkdir()
+    run.write_status(Status(run_id="gone", state="running", pid=os.getpid()))
+    run.append_event("train", step=1, loss=1.0)
+    follower = subprocess.Popen([sys.executable, "-m", "tui_tuner", "logs", str(run.path), "-f"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        assert follower.poll() is None  # following a live run
+        shutil.rmtree(run.path)
+        out, err = follower.communicate(timeout=20)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 1, err
+    assert out.splitlines()[-1] == f"run folder {run.path} was deleted; stopped following"
+    assert "Traceback" not in err

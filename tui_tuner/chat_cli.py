@@ -45,6 +45,8 @@ def cmd_chat(args) -> int:
     if args.prompts:
         prompts += read_prompts(args.prompts)
     target = describe_target(args.target, args.checkpoint)  # one clear line for a bad target, before any load
+    if target.note:
+        print(f"note: {target.note}", file=sys.stderr, flush=True)
     params = SamplingParams.from_dict(sampling_from_args(args))
     if not prompts:
         if args.json:

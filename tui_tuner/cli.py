@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _home_for_message() -> str:
+    import os
+
+    return os.environ.get("TUI_TUNER_HOME") or "~/.local/share/tui-tuner"
+
+
 def _error_log_path():
     from tui_tuner import paths
 
@@ -171,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["ui", *(argv or [])])
     from tui_tuner.errors import UserError
 
+    if args.command != "export":  # an export goes where the user asked, with their own umask
+        from tui_tuner import paths
+
+        paths.make_private()  # run folders, dataset caches, the demo model: 0600 files, 0700 folders
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -182,12 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # last resort: one line on screen, the traceback in the log
+        from tui_tuner.errors import is_disk_full
+
+        first = str(e).splitlines()[0] if str(e) else ""
+        if is_disk_full(e):
+            print(f"error: disk full ({first}) — free space on the disk holding {_home_for_message()}, "
+                  "then run the command again", file=sys.stderr)
+            return 1
         log = _error_log_path()
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc())
+        try:  # the log may be on a disk that cannot take it: the one line below must still come
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+            where = f"details in {log}"
+        except OSError as log_error:
+            where = f"the traceback could not be written to {log}: {log_error.strerror or log_error}"
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
-        print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (details in {log})",
-              file=sys.stderr)
+        print(f"error: {type(e).__name__}: {first} ({where})", file=sys.stderr)
         return 1
 
 

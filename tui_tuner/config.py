@@ -276,19 +276,53 @@ def from_dict(data: Any, source: str = "config") -> RunConfig:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(Exception):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"key {key!r} given twice (line {first} and line {again})")
+        self.key, self.first, self.again = key, first, again
+
+
 def load_config(path: str | Path) -> RunConfig:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"config file not found: {p}", hint="pass the path of a YAML file, e.g. presets/demo.yaml")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except UnicodeDecodeError:
         raise UserError(f"{p}: not UTF-8 text", hint="save the config as UTF-8 YAML") from None
+    except DuplicateKeyError as e:
+        raise UserError(f"{p}: line {e.again}: {e.key!r} is given twice (first on line {e.first}); "
+                        "YAML would silently keep only the last", hint="delete one of the two lines") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"{p}:{where}: invalid YAML: {problem}", hint="fix the syntax (indentation, colons, quotes)") from None
+    if data is None:
+        # An empty file is far more often a failed save or the wrong path than a wish for the demo
+        # defaults, and training the defaults silently would waste a run; `{}` asks for them explicitly.
+        raise UserError(f"{p}: the config file is empty",
+                        hint="write at least model: and data: (see presets/demo.yaml), or `{}` to train every default")
     return from_dict(data, source=str(p))
 
 

@@ -7,6 +7,8 @@ Pure Python and O(window) per event, so it costs nothing next to a training step
 What is recognised (the classic learning-curve shapes, see the seeds' "学习曲线" notes):
 
 - divergence   loss/grad norm NaN or inf, or the smoothed train loss climbing well above its best
+- exploding_gradients  a gradient norm (before clipping) far above any healthy one, at the step it
+               happens: clipping hides it from the loss for a while, then the model breaks
 - loss_spike   one logged loss far above the recent median (a bad batch or a too-large update)
 - lr_too_high  the loss swinging up and down step to step without going down ("剧烈波动")
 - overfitting  eval loss rising while train loss keeps falling (过拟合): names the best step/checkpoint
@@ -24,7 +26,7 @@ from collections import deque
 from statistics import median
 from typing import Any
 
-KINDS = ("divergence", "loss_spike", "lr_too_high", "overfitting", "underfitting", "plateau")
+KINDS = ("divergence", "exploding_gradients", "loss_spike", "lr_too_high", "overfitting", "underfitting", "plateau")
 
 # Thresholds (relative to the loss level, so they hold for any loss scale).
 SPIKE_RATIO = 1.5  # a spike is ≥ 1.5× the recent median …
@@ -45,6 +47,10 @@ UNDERFIT_TOL = 0.03  # "not gone down": current median within 3 % of the start �
 UNDERFIT_MAX_DROP = 0.1  # … and confident it has not dropped 10 %
 OVERFIT_RISE = 0.01  # eval loss 1 % above its best after two evaluations …
 OVERFIT_JUMP = 0.05  # … or 5 % above after one
+EXPLODE_ABS = 1e3  # healthy LoRA gradient norms (before clipping) are ~0.1-100; 1e3 is not one …
+EXPLODE_RATIO = 50.0  # … nor 50× the recent median of this run's own …
+EXPLODE_FLOOR = 10.0  # … once that is above 10 (0.01 → 0.6 is noise on a tiny gradient, not an explosion)
+EXPLODE_REARM = 20  # logged steps below the threshold before it is reported again
 LATE_FRACTION = 0.85  # a flat loss near the end of a decaying schedule is normal
 
 
@@ -79,6 +85,8 @@ class Diagnostics:
         self.last_epoch: float | None = None
         self.evals: list[tuple[int, float]] = []
         self.checkpoint_steps: list[int] = []
+        self.grad_norms: deque[float] = deque(maxlen=20)
+        self.calm_grads = 0  # logged steps since the last exploding gradient
         self.fired: dict[str, Any] = {}  # kind → episode marker while the episode lasts
         self._plateau_level: float | None = None
 
@@ -130,7 +138,7 @@ class Diagnostics:
                               "lower train.learning_rate 3-10x" + self._lr_text() + ", keep train.max_grad_norm at "
                               "1.0, and prefer quantization.compute_dtype bf16 over fp16 (fp16 overflows)")
         loss = float(loss)
-        out: list[dict] = []
+        out: list[dict] = self._grad_explosion(step, gn)
         idx = len(self.losses)
 
         # Spike: far above the recent median (robust to the ordinary batch-to-batch noise).
@@ -178,6 +186,27 @@ class Diagnostics:
         if idx % 5 == 0:  # the slower shape checks every few points keep feed() cheap
             out += self._flat(step, noise)
         return out
+
+    def _grad_explosion(self, step: int, gn: Any) -> list[dict]:
+        """At once, on the step it happens: clipping keeps the loss looking fine for a while."""
+        if not _finite(gn):
+            return []
+        gn = float(gn)
+        typical = median(self.grad_norms) if len(self.grad_norms) >= 5 else None
+        limit = EXPLODE_ABS if typical is None else max(EXPLODE_FLOOR, min(EXPLODE_ABS, EXPLODE_RATIO * typical))
+        if gn < limit:
+            self.grad_norms.append(gn)
+            self.calm_grads += 1
+            if "exploding_gradients" in self.fired and self.calm_grads >= EXPLODE_REARM:
+                self._rearm("exploding_gradients")
+            return []
+        self.calm_grads = 0
+        return self._fire("exploding_gradients",
+                          f"gradient norm {gn:.3g} at step {step}" + (f" (recent median {typical:.3g})" if typical else "")
+                          + ": exploding gradients",
+                          "clipping caps the update for now, but the model usually breaks soon after: lower "
+                          "train.learning_rate 3-10x" + self._lr_text() + ", keep lora.alpha near 1-2x lora.r, and "
+                          "keep train.max_grad_norm at 1.0")
 
     def _noise(self) -> float | None:
         """Robust std of the step-to-step noise (absolute), from the recent first differences."""

@@ -36,3 +36,60 @@ class ConfigError(UserError):
 
 class RunError(UserError):
     """A run id/path that cannot be used (missing, busy, not resumable)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk full: every form the writers we use raise it in
+
+DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (a quota is a full disk to the user)
+# Said outright: OSError text, and safetensors' Rust io::Error ("I/O error: No space left on device
+# (os error 28)", older versions "IoError(Os { code: 28, kind: StorageFull, .. })").
+_DISK_FULL_TEXT = ("no space left on device", "os error 28", "code: 28", "storagefull", "disk quota exceeded",
+                   "os error 122")
+# torch.save's zip writer reports a failed write without the OS error: measured on a full tmpfs,
+# RuntimeError "[enforce fail at inline_container.cc] . unexpected pos 576 vs 534" with the context
+# RuntimeError "basic_ios::clear: iostream error". Those also mean other write failures, so they
+# count as disk full only when the disk really is (nearly) full.
+_WRITE_FAILED_TEXT = ("basic_ios::clear", "iostream error", "unexpected pos", "pytorchstreamwriter failed",
+                      "file write failed")
+LOW_SPACE_BYTES = 64 << 20
+
+
+def exception_chain(exc: BaseException | None):
+    """exc, then its causes/contexts (what `raise ... from` and errors inside `except` attach)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def free_bytes(path) -> int | None:
+    import os
+
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(exc: BaseException, path=None) -> bool:
+    """True when `exc` (or anything chained to it) is a write that failed for lack of disk space.
+
+    `path`: a folder on the disk that was written; with it, torch's unspecific write failures count
+    only when that disk has under LOW_SPACE_BYTES left. Without it they count.
+    """
+    write_failed = False
+    for e in exception_chain(exc):
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return True
+        text = str(e).lower()
+        if any(t in text for t in _DISK_FULL_TEXT):
+            return True
+        if any(t in text for t in _WRITE_FAILED_TEXT):
+            write_failed = True
+    if not write_failed:
+        return False
+    free = free_bytes(path) if path is not None else None
+    return free is None or free < LOW_SPACE_BYTES

@@ -148,6 +148,8 @@ def cmd_export(args) -> int:
 
     run = resolve_run(args.run)
     target = describe_target(str(run.path), args.checkpoint)
+    if target.note:
+        print(f"note: {target.note}", file=sys.stderr, flush=True)
     dtype = getattr(args, "dtype", None) or "bf16"
     try:
         if args.adapter_only:

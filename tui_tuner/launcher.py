@@ -28,6 +28,7 @@ from tui_tuner.rundir import (
     active_run,
     list_runs,
     new_run_id,
+    atomic_write_text,
     pid_alive,
     resolve_run,
 )
@@ -74,7 +75,7 @@ def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
     cmd = [sys.executable, "-u", "-m", "tui_tuner.worker", str(run.path)]
     if resume:
         cmd.append("--resume")
-    log = open(run.log_path, "ab")
+    log = os.fdopen(os.open(run.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
         # Own session + output to a file: the worker outlives the terminal/SSH session
         # (a PIPE would kill it with BrokenPipeError once we exit).
@@ -105,6 +106,26 @@ def preflight(cfg: RunConfig) -> None:
                         hint="download the dataset to a file first, or use a local path")
 
 
+def check_data(cfg: RunConfig) -> None:
+    """Read the dataset and detect its format before a run folder exists (the CLI's `train`).
+
+    Bad data (a malformed line, no usable columns, an empty file) is then exit code 2 and one line,
+    with no failed run left behind. `datasets` caches what it read, so the worker's own read of an
+    unchanged file is a cache hit. Imports `datasets`: the UI does not call this (its wizard
+    inspects the dataset in a child process before it launches).
+    """
+    from tui_tuner.data.formats import detect_format
+    from tui_tuner.data.sources import load_raw
+
+    loaded = load_raw(cfg.data.path, skip_bad_lines=cfg.data.skip_bad_lines)
+    raw = loaded.dataset
+    if len(raw) == 0:
+        raise UserError(f"{loaded.display} has no rows", hint="the file holds no records")
+    rows = [raw[i] for i in range(min(20, len(raw)))]
+    detect_format(list(raw.column_names), rows, fmt=cfg.data.format, mapping=cfg.data.columns,
+                  display=loaded.display)
+
+
 def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
                echo: Callable[[str], None] | None = None) -> RunDir:
     """Create a run directory and start its worker. Foreground (detach=False) follows it to the end."""
@@ -112,10 +133,16 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
     with _launch_lock():
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
-        run.path.mkdir(parents=True)
-        run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
-        run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
-                                dataset=cfg.data.path))
+        run.path.mkdir(parents=True, mode=0o700)
+        try:
+            atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
+            run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
+                                    dataset=cfg.data.path))
+        except OSError:  # e.g. a full disk: leave no half-made run behind
+            import shutil
+
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
         proc = _spawn_worker(run, resume=False)
         _record_pid(run, proc)
     if not detach:
@@ -142,7 +169,7 @@ def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
     st = run.read_status()
     if st.state not in ACTIVE_STATES:
         raise RunError(f"run {run.run_id} is not running (state: {st.state})")
-    run.stop_path.write_text(str(time.time()))  # seen by the worker even if the signal is missed
+    atomic_write_text(run.stop_path, str(time.time()))  # seen by the worker even if the signal is missed
     with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
         os.kill(st.pid, signal.SIGTERM)
     deadline = time.time() + timeout
@@ -270,6 +297,8 @@ def cmd_train(args) -> int:
         from tui_tuner import plan
 
         return plan.cmd_dry_run(cfg, as_json=getattr(args, "json", False))
+    preflight(cfg)  # a missing model or data file: one line before the data is read
+    check_data(cfg)
     run = launch_run(cfg, detach=args.detach, name=args.name)
     st = run.read_status()
     if args.detach:

@@ -23,16 +23,26 @@ def presets_dir() -> Path:
     return PACKAGE_DIR / "presets"
 
 
+def make_private() -> None:
+    """From now on this process (and the processes it starts) creates files 0600 and folders 0700.
+
+    Run folders hold the user's data (config, logs, adapters) and the dataset cache holds a private
+    copy of their dataset in Arrow files that `datasets` creates with the process umask, so the
+    umask is the one switch that covers every writer, ours and the libraries'.
+    """
+    os.umask(os.umask(0o077) | 0o077)
+
+
 def home() -> Path:
     env = os.environ.get("TUI_TUNER_HOME")
     base = Path(env).expanduser().resolve() if env else Path(platformdirs.user_data_dir("tui-tuner", appauthor=False))
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
     return base
 
 
 def runs_dir() -> Path:
     d = home() / "runs"
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
     return d
 
 
@@ -43,5 +53,5 @@ def demo_dir() -> Path:
 
 def cache_dir() -> Path:
     d = home() / "cache"
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
     return d

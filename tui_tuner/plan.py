@@ -132,11 +132,12 @@ class Plan:
     seconds_per_epoch: float | None = None
     seconds_total: float | None = None
     warnings: list[str] = field(default_factory=list)
+    load_errors: list[str] = field(default_factory=list)  # what loading the model would refuse (dry run)
 
     @property
     def ok(self) -> bool:
         """Nothing found that would stop the run at once (the fit is advice, not a blocker)."""
-        return not (self.model_error or self.dataset_error)
+        return not (self.model_error or self.dataset_error or self.load_errors)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -415,6 +416,8 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
                  f"({plan.throughput_source})")
     elif plan.throughput_source:
         L.append(f"time       ? ({plan.throughput_source})")
+    for problem in plan.load_errors:
+        L.append(f"load       ✗ {problem}")
     for w in plan.warnings:
         L.append(f"note       {w}")
     if yaml:
@@ -424,9 +427,27 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
     return "\n".join(L)
 
 
+def check_load(cfg: RunConfig) -> tuple[list[str], list[str]]:
+    """Load-time checks on the meta device (torch/transformers/peft: CLI only, not the UI)."""
+    from tui_tuner.models.load_checks import load_time_problems
+    from tui_tuner.models.sources import load_model_config
+
+    try:
+        src = load_model_config(cfg.model.name_or_path, allow_download=False, build_demo=False,
+                                revision=cfg.model.revision)
+    except UserError as e:
+        return [], [f"model checks skipped: {e.message}"]
+    if src.path:
+        return load_time_problems(cfg, model_path=src.path)
+    return load_time_problems(cfg, model_config=src.config)
+
+
 def cmd_dry_run(cfg: RunConfig, as_json: bool = False) -> int:
     """`tui-tuner train CONFIG --dry-run`: print the plan; exit 0 if it can start, 2 if not."""
     plan = build_plan(cfg)
+    if not plan.model_error:
+        plan.load_errors, notes = check_load(cfg)
+        plan.warnings += notes
     if as_json:
         print(json.dumps(plan.to_dict(), indent=1, default=str))
     else:

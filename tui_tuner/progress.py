@@ -513,6 +513,11 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
             st = run.read_status()
         except RunError:
             st = None
+        if st is None and not run.path.is_dir():
+            # Deleted while we follow it (by hand, or from the runs list): nothing more can come.
+            flush_pending()
+            on_line(f"run folder {run.path} was deleted; stopped following")
+            return None
         if st is not None and st.state in FINAL_STATES:
             # The status can go final a moment before the last events are flushed: drain once more.
             more, reset = tail.read_new()

@@ -174,7 +174,8 @@ class RunDir:
         ev = {"type": type_, "time": time.time(), **data}
         line = json.dumps(ev, allow_nan=True, default=str) + "\n"
         # One write() of one line in O_APPEND mode: readers see whole lines or a partial tail.
-        with open(self.events_path, "a", encoding="utf-8") as fh:
+        fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "a", encoding="utf-8") as fh:
             fh.write(line)
         return ev
 

@@ -97,6 +97,7 @@ class RowProcessor:
         self.phrases = [p.lower() for p in (c.disclaimer_phrases or [])] if c.drop_disclaimers else []
         self._masker: ChatMasker | None = None
         self._direct: bool | None = None
+        self._char_limit: int | None = None
 
     def __getstate__(self):
         d = dict(self.__dict__)
@@ -131,6 +132,24 @@ class RowProcessor:
                             hint="use a model whose tokenizer.json is available (AutoTokenizer use_fast)")
         return enc.encodings
 
+    @property
+    def char_limit(self) -> int:
+        """Characters above which a row is certainly over max_length tokens, without tokenizing it.
+
+        Every token decodes to at most as many characters as its vocabulary entry is long (byte-level
+        entries hold one character per byte), so a text of N characters has at least N / longest
+        entry tokens; a factor 2 covers normalizers that drop characters. Tokenizing and templating
+        a multi-megabyte row takes minutes (BPE on a long run without spaces is quadratic), and it
+        would be dropped anyway.
+        """
+        if self._char_limit is None:
+            try:
+                longest = max((len(t) for t in self.tokenizer.get_vocab()), default=64)
+            except Exception:  # a tokenizer without a vocabulary listing: a generous fixed bound
+                longest = 64
+            self._char_limit = 2 * max(longest, 1) * (self.max_length + 1)
+        return self._char_limit
+
     def _has_disclaimer(self, text: str) -> bool:
         low = text.lower()
         return any(p in low for p in self.phrases)
@@ -150,6 +169,8 @@ class RowProcessor:
             msgs.pop()
         if self.drop_empty and any(not m["content"] for m in msgs):
             return None, "empty"
+        if not self.truncate and sum(len(m["content"]) for m in msgs) > self.char_limit:
+            return None, "too_long"
         if self.phrases and any(m["role"] == "assistant" and self._has_disclaimer(m["content"]) for m in msgs):
             return None, "disclaimers"
         return self.chat_format.apply(msgs), "ok"
@@ -291,6 +312,26 @@ class RowProcessor:
         lengths = [len(x) for x in input_ids]
         return {"input_ids": input_ids, "labels": [[] for _ in range(n)], "length": lengths,
                 "_status": status, "_hash": hashes, "_trained": lengths, "_flags": [0] * n, "_why": [""] * n}
+
+
+def _unmaskable_reason(raw, proc: "RowProcessor", status, n: int) -> str:
+    """Why rows were unmaskable, from the first of them rendered again here (one row: cheap; the
+    map ran in worker processes whose exceptions do not come back)."""
+    import numpy as np
+
+    i = int(np.flatnonzero(status == _CODE["unmaskable"])[0])
+    reason = "no method could place the assistant replies in the rendered text"
+    msgs, _ = proc.conversation(raw[i])
+    try:
+        if msgs is not None:
+            proc.masker.spans(msgs)
+    except TemplateRenderError as e:
+        cause = e.__cause__
+        if cause is not None and type(cause).__name__ == "SecurityError":  # jinja2.sandbox refused it
+            reason = f"the chat template does something the sandbox blocks: {e}"
+        else:
+            reason = f"the chat template failed to render: {e}"
+    return (f"{n:,} row{'s' if n != 1 else ''} unmaskable (dropped), e.g. row {i + 1}: {reason}")
 
 
 def _hash(text: str) -> int:
@@ -457,6 +498,8 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
         keep[:] = False
         keep[ok_idx[np.sort(first)]] = True
     dropped = report.dropped
+    if counts[_CODE["unmaskable"]]:
+        report.notes.append(_unmaskable_reason(raw, proc, status, int(counts[_CODE["unmaskable"]])))
     for name in STATUS[1:]:
         if name == "too_long" and data_cfg.clean.too_long == "truncate":
             continue

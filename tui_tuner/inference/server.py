@@ -58,6 +58,8 @@ class Server:
 
         try:
             target = describe_target(target_ref, checkpoint)
+            if target.note:
+                self.emit("progress", message=target.note, fraction=None)
             from tui_tuner.inference.engine import Engine
 
             self.engine = Engine(target, progress=lambda m, f=None: self.emit("progress", message=m, fraction=f))

@@ -8,7 +8,9 @@ process is started; the inference process calls it again and then loads what it 
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ class ChatTarget:
     run_path: str | None = None
     checkpoints: list[str] = field(default_factory=list)  # "final" and/or "checkpoint-N", oldest first
     checkpoint: str | None = None  # the one to use (None: no adapter, base model alone)
+    note: str | None = None  # one line for the user when the choice differs from what they would expect
 
     @property
     def is_run(self) -> bool:
@@ -43,8 +46,45 @@ class ChatTarget:
         return asdict(self)
 
 
+def adapter_problem(d: Path) -> str | None:
+    """Why the PEFT adapter in `d` cannot be loaded (missing, empty or cut-short file), or None if whole.
+
+    Parses adapter_config.json and the safetensors header, and checks that the file is as long as
+    the header says (a save cut by a kill or a full disk leaves it shorter). Torch-free and reads
+    only the header, so the UI can list checkpoints with it.
+    """
+    cfg, weights = d / ADAPTER_FILES[0], d / ADAPTER_FILES[1]
+    for f in (cfg, weights):
+        if not f.is_file():
+            return f"{f.name} is missing"
+    try:
+        if not isinstance(json.loads(cfg.read_text(encoding="utf-8")), dict):
+            return f"{cfg.name} is not a JSON object"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{cfg.name} is not valid JSON (cut short?)"
+    try:
+        size = weights.stat().st_size
+        with open(weights, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{weights.name} is empty" if not head else f"{weights.name} is cut short ({size} bytes)"
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100 << 20):
+                return f"{weights.name} is cut short ({size} bytes, its header alone needs {n + 8})"
+            header = json.loads(fh.read(n))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{weights.name} has an unreadable header"
+    if not isinstance(header, dict):
+        return f"{weights.name} has an unreadable header"
+    end = max((int(t["data_offsets"][1]) for k, t in header.items()
+               if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t), default=0)
+    if 8 + n + end > size:
+        return f"{weights.name} is cut short ({size:,} of {8 + n + end:,} bytes)"
+    return None
+
+
 def _has_adapter(d: Path) -> bool:
-    return all((d / f).is_file() for f in ADAPTER_FILES)
+    return adapter_problem(d) is None
 
 
 def run_adapters(run_path: Path) -> list[str]:
@@ -114,16 +154,28 @@ def _describe_run(ref: str, run, checkpoint: str | None) -> ChatTarget:
     except FileNotFoundError:
         raise UserError(f"{run.path}: run has no config.yaml", hint="it is not a complete tui-tuner run") from None
     available = run_adapters(run.path)
+    final_dir = run.path / "adapter"
+    torn = adapter_problem(final_dir) if final_dir.is_dir() and any(final_dir.iterdir()) else None
+    note = None
     if checkpoint:
         name = normalize_checkpoint(checkpoint)
         if name not in available:
-            raise UserError(f"--checkpoint {checkpoint}: run {run.run_id} has no adapter '{name}'",
+            d = final_dir if name == FINAL else run.path / "checkpoints" / name
+            why = adapter_problem(d) if d.is_dir() else None
+            raise UserError(f"--checkpoint {checkpoint}: run {run.run_id} has no "
+                            + (f"whole adapter '{name}' ({why})" if why else f"adapter '{name}'"),
                             hint="available: " + (", ".join(available) or "none yet"))
     elif available:
         name = FINAL if FINAL in available else available[-1]  # newest checkpoint while still training
+        if torn:  # e.g. the final save was cut by a kill or a full disk
+            note = f"adapter/ of run {run.run_id} is incomplete ({torn}); using {name}, the newest complete checkpoint"
+    elif torn:
+        raise UserError(f"run {run.run_id}: adapter/ is incomplete ({torn}) and no complete checkpoint is left",
+                        hint=f"resume or retrain the run, or chat with the base model: "
+                             f"tui-tuner chat {cfg.model.name_or_path}")
     else:
         raise UserError(f"run {run.run_id} has no adapter yet (no checkpoint saved)",
                         hint=f"wait for its first checkpoint, or chat with the base model: "
                              f"tui-tuner chat {cfg.model.name_or_path}")
     return ChatTarget(kind="run", ref=ref, label=run.run_id, model_ref=cfg.model.name_or_path,
-                      run_path=str(run.path), checkpoints=available, checkpoint=name)
+                      run_path=str(run.path), checkpoints=available, checkpoint=name, note=note)

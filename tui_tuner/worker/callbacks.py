@@ -16,6 +16,12 @@ from transformers import TrainerCallback
 
 from tui_tuner.rundir import RunDir
 
+DIVERGED_HINT = ("lower train.learning_rate (e.g. by 3-10x), keep train.max_grad_norm at 1.0, "
+                 "or use compute_dtype bf16 instead of fp16")
+# A LoRA gradient of exactly zero with a positive loss means the model no longer responds to its
+# adapter (saturated by a huge update): this many logged steps of it in a row stop the run.
+COLLAPSE_STEPS = 2
+
 OOM_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
             "turn on train.gradient_checkpointing, or lower lora.r")
 
@@ -53,6 +59,10 @@ class RunEventsCallback(TrainerCallback):
         self.stopped_by_user = False
         self._last_log: tuple[float, int] | None = None
         self.step = 0
+        self.start_step: int | None = None  # global step when this attempt's loop began
+        self.saved_steps: list[int] = []  # checkpoints this attempt finished saving
+        self.zero_grad_steps: list[int] = []  # consecutive logged steps with a zero gradient
+        self.removed_checkpoints: list[str] = []  # saved, then found to hold a collapsed model
         self.overhead = 0.0  # seconds spent in these hooks (reported; bench/train_throughput.py reads it)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -72,10 +82,32 @@ class RunEventsCallback(TrainerCallback):
     def _status(self, state, **changes: Any) -> None:
         self.run.update_status(step=state.global_step, epoch=state.epoch, total_steps=self.total_steps, **changes)
 
+    def _refuse_to_continue(self, control, message: str, hint: str) -> None:
+        """Stop the run as failed, without evaluating or saving the model this step produced."""
+        if self.failure is None:
+            self.failure = (message, hint)
+        control.should_save = False
+        control.should_evaluate = False
+        control.should_training_stop = True
+
+    def _drop_saved_since(self, step: int) -> None:
+        """Delete this attempt's checkpoints from `step` on: they hold the collapsed model."""
+        import shutil
+
+        for s in [s for s in self.saved_steps if s >= step]:
+            d = self.run.checkpoints_dir / f"checkpoint-{s}"
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+                self.removed_checkpoints.append(d.name)
+            self.saved_steps.remove(s)
+        last = self.run.last_checkpoint()
+        self.run.update_status(last_checkpoint=str(last) if last else None)
+
     # -- callback hooks -------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kw):
         self.total_steps = state.max_steps
         self.step = state.global_step
+        self.start_step = state.global_step
         self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
         self._event("start", step=state.global_step, total_steps=state.max_steps, resumed_from=self.resumed_from,
                     pid=os.getpid(), estimate_gib=self.estimate_gib)
@@ -87,6 +119,15 @@ class RunEventsCallback(TrainerCallback):
             self.stopped_by_user = True
             control.should_save = True
             control.should_training_stop = True
+        if control.should_save and self.failure is None:
+            # The save comes after this hook (and after logging and evaluation): a non-finite
+            # adapter must never become a checkpoint that `resume` and `chat` would then use.
+            bad = nonfinite_parameters(kw.get("model"))
+            if bad:
+                self._refuse_to_continue(
+                    control, f"the LoRA weights became non-finite (NaN/inf in {bad[0]}"
+                             + (f" and {len(bad) - 1} more" if len(bad) > 1 else "") + f") at step {state.global_step}: "
+                             "training diverged", DIVERGED_HINT)
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
@@ -107,11 +148,25 @@ class RunEventsCallback(TrainerCallback):
                 self.run.append_event("memory", step=state.global_step,
                                       peak_allocated=torch.cuda.max_memory_allocated(),
                                       peak_reserved=torch.cuda.max_memory_reserved())
-            if not math.isfinite(loss) or (logs.get("grad_norm") is not None and not math.isfinite(float(logs["grad_norm"]))):
-                self.failure = (f"loss became {loss} at step {state.global_step}: training diverged",
-                                "lower train.learning_rate (e.g. by 3-10x), keep train.max_grad_norm at 1.0, "
-                                "or use compute_dtype bf16 instead of fp16")
-                control.should_training_stop = True
+            gn = logs.get("grad_norm")
+            gn = float(gn) if isinstance(gn, (int, float)) else None
+            if not math.isfinite(loss) or (gn is not None and not math.isfinite(gn)):
+                what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {gn}"
+                self._refuse_to_continue(control, f"{what} at step {state.global_step}: training diverged",
+                                         DIVERGED_HINT)
+            elif gn == 0.0 and loss > 0:
+                self.zero_grad_steps.append(state.global_step)
+                control.should_save = False  # possibly collapsed: not saved until the gradient comes back
+                if len(self.zero_grad_steps) >= COLLAPSE_STEPS:
+                    first = self.zero_grad_steps[0]
+                    # The update before the first zero-gradient step broke the model.
+                    self._drop_saved_since(first - 1)
+                    self._refuse_to_continue(
+                        control, f"training collapsed: loss stuck at {loss:.4g} with a zero gradient since step "
+                                 f"{first}", "the update before it was far too large: lower train.learning_rate "
+                                 "and lora.alpha (the update scales with alpha/r; alpha = r … 2r is usual)")
+            else:
+                self.zero_grad_steps.clear()
             self._status(state)
         if "eval_loss" in logs:
             ev_loss = float(logs["eval_loss"])
@@ -132,9 +187,20 @@ class RunEventsCallback(TrainerCallback):
             self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
 
     def on_save(self, args, state, control, **kw):
+        self.saved_steps.append(state.global_step)
         path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         self._event("checkpoint", step=state.global_step, path=path)
         self._status(state, last_checkpoint=path)
+
+
+def nonfinite_parameters(model) -> list[str]:
+    """Names of the trainable (LoRA) parameters holding NaN or inf; [] when all are finite."""
+    if model is None:
+        return []
+    import torch
+
+    with torch.no_grad():
+        return [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
 
 
 def _timed(method):
@@ -190,4 +256,6 @@ class SystemSampler:
 
     def close(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():  # no sample written after this returns (a full disk's reserve is ours)
+            self._thread.join(timeout=5)
         self.gpu.close()

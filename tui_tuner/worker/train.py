@@ -9,9 +9,10 @@ packing or padding-free on CPU (see bench/train_throughput.py).
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from tui_tuner.config import RunConfig, load_config
-from tui_tuner.errors import UserError
+from tui_tuner.errors import UserError, free_bytes, is_disk_full
 from tui_tuner.rundir import RunDir
 
 EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning", "summary")
@@ -30,16 +31,7 @@ def _echo(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(exc) or "file write failed" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+_is_disk_full = is_disk_full  # the classification lives in tui_tuner.errors
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -78,6 +70,9 @@ class TrainingSession:
         self.resume = resume
         self.stop = None
         self.training = False  # set just before the Trainer loop starts
+        self.events = None  # the RunEventsCallback, once the Trainer exists
+        self.saving_adapter = False  # True while the final adapter/ is written
+        self.reserve = None
 
     def _on_stop_signal(self, *_) -> None:
         self.stop.event.set()
@@ -101,38 +96,79 @@ class TrainingSession:
     def main(self) -> int:
         import psutil
 
-        st = self.run.read_status_raw()
-        me = psutil.Process()
-        self.run.update_status(state="running", pid=me.pid, pid_create_time=me.create_time(),
-                               started_at=st.started_at or time.time(), ended_at=None, error=None, hint=None)
-        self.run.append_event("state", state="running", message="resuming" if self.resume else "starting")
         from tui_tuner.worker.callbacks import StopFlag
+        from tui_tuner.worker.reserve import DiskReserve
 
+        self.reserve = DiskReserve(self.run.path)
+        self.reserve.hold()
         self.stop = StopFlag(self.run)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         try:
+            st = self.run.read_status_raw()
+            me = psutil.Process()
+            self.run.update_status(state="running", pid=me.pid, pid_create_time=me.create_time(),
+                                   started_at=st.started_at or time.time(), ended_at=None, error=None, hint=None)
+            self.run.append_event("state", state="running", message="resuming" if self.resume else "starting")
             self._train()
             return 0
-        except UserError as e:
+        except BaseException as e:  # noqa: BLE001 - every failure must end in a final state
+            try:
+                return self._fail(e)
+            except OSError:  # even the reserve was not enough: the status then reads `interrupted`
+                return 1
+        finally:
+            self.reserve.release()
+
+    def _drop_unfinished_saves(self) -> list[str]:
+        """Remove what a save cut short left behind (a checkpoint newer than the last finished save,
+        a half-written adapter/): it frees space, and nothing later mistakes it for a whole one."""
+        removed = []
+        ev = self.events
+        if ev is not None and ev.start_step is not None:
+            done = max(ev.saved_steps, default=ev.start_step)
+            for d in sorted(self.run.checkpoints_dir.glob("checkpoint-*")):
+                n = d.name.split("-", 1)[1]
+                if n.isdigit() and int(n) > done:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed.append(d.name)
+        if self.saving_adapter and self.run.adapter_dir.exists():
+            shutil.rmtree(self.run.adapter_dir, ignore_errors=True)
+            removed.append(self.run.adapter_dir.name + "/")
+        return removed
+
+    def _fail(self, e: BaseException) -> int:
+        disk_full = is_disk_full(e, self.run.path)
+        removed: list[str] = []
+        if disk_full:
+            self.reserve.release()  # first: every line written from here on needs a little disk
+            removed = self._drop_unfinished_saves()
+        elif isinstance(e, UserError):
             self._finish("failed", e.message, e.hint)
             return e.exit_code
-        except BaseException as e:  # noqa: BLE001 - every failure must end in a final state
+        with contextlib.suppress(Exception):
             traceback.print_exc()
-            cps = self.run.checkpoints()
-            kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
-            if _is_oom(e):
-                self._finish("failed", "CUDA out of memory" + kept, "lower memory use: " + _oom_hint())
-            elif _is_disk_full(e):
-                self._finish("failed", "disk full while saving" + kept,
-                             f"free space on the disk holding {self.run.path}, then `tui-tuner resume {self.run.run_id}`")
-            elif isinstance(e, KeyboardInterrupt):
-                self._finish("stopped", "stopped before training started")
-            else:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                self._finish("failed", f"{type(e).__name__}: {first}"[:300] + kept,
-                             f"the full traceback is in {self.run.log_path}")
-            return 1
+        cps = self.run.checkpoints()
+        kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
+        if _is_oom(e):
+            self._finish("failed", "CUDA out of memory" + kept, "lower memory use: " + _oom_hint())
+        elif disk_full:
+            if removed:
+                _echo("removed the save the full disk cut short: " + ", ".join(removed))
+            free = free_bytes(self.run.path)
+            left = f" ({free / 2**20:.0f} MiB free now)" if free is not None else ""
+            then = (f"then `tui-tuner resume {self.run.run_id}`" if cps else
+                    f"then start again with `tui-tuner train {self.run.config_path}`")
+            self._finish("failed", "disk full" + (f"; last good checkpoint: {cps[-1].name}" if cps else
+                                                  "; no checkpoint was saved yet"),
+                         f"free space on the disk holding {self.run.path}{left}, {then}")
+        elif isinstance(e, KeyboardInterrupt):
+            self._finish("stopped", "stopped before training started")
+        else:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            self._finish("failed", f"{type(e).__name__}: {first}"[:300] + kept,
+                         f"the full traceback is in {self.run.log_path}")
+        return 1
 
     def _train(self) -> None:
         run = self.run
@@ -182,6 +218,11 @@ class TrainingSession:
                        else "loading model")
         from tui_tuner.models.attention import usable_attn_implementation
 
+        from tui_tuner.models.load_checks import load_time_problems
+
+        problems, _ = load_time_problems(cfg, model_path=model_path, cuda=cuda)
+        if problems:  # one line each instead of PEFT's / transformers' raw errors mid-load
+            raise UserError("; ".join(problems), hint="`tui-tuner train CONFIG --dry-run` checks this before a run")
         attn, attn_note = usable_attn_implementation(model_path, cfg.model.attn_implementation, **common)
         if attn_note:
             run.append_event("warning", step=0, kind="attention", message=attn_note)
@@ -261,6 +302,7 @@ class TrainingSession:
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
                                    estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
                                    diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda)
+        self.events = events
         trainer = Trainer(model=model, args=targs, train_dataset=prepared.train,
                           eval_dataset=prepared.val if has_eval else None, data_collator=collate,
                           processing_class=tok, callbacks=[events])
@@ -277,16 +319,31 @@ class TrainingSession:
                          events_overhead_seconds=events.overhead, sampler_cpu_seconds=sampler.cpu_seconds,
                          tokens=trainer.state.num_input_tokens_seen)
 
+        from tui_tuner.worker.callbacks import DIVERGED_HINT, nonfinite_parameters
+
+        bad = [] if events.failure else nonfinite_parameters(model)
+        if bad:  # e.g. NaN in the last steps after the last save: the adapter is not written
+            events.failure = (f"the LoRA weights became non-finite (NaN/inf in {bad[0]}) by step {events.step}: "
+                              "training diverged", DIVERGED_HINT)
         if events.failure:
-            self._finish("failed", *events.failure)
+            message, hint = events.failure
+            if events.removed_checkpoints:
+                message += f"; removed {', '.join(events.removed_checkpoints)} (saved after the collapse)"
+            cp = run.last_checkpoint()
+            message += f"; last good checkpoint: {cp.name}" if cp else "; no checkpoint was saved before it"
+            if cp:
+                hint += f"; then `tui-tuner chat {run.run_id} --checkpoint {cp.name}` or train again from the config"
+            self._finish("failed", message, hint)
             return
         if events.stopped_by_user:
             self._finish("stopped", f"stopped at step {events.step}",
                          f"resume with `tui-tuner resume {run.run_id}`")
             return
         self._progress("saving adapter")
+        self.saving_adapter = True
         model.save_pretrained(str(run.adapter_dir))
         tok.save_pretrained(str(run.adapter_dir))
+        self.saving_adapter = False
         run.update_status(step=trainer.state.global_step)
         self._finish("completed", events.early_stopped)
 
@@ -327,4 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from tui_tuner import paths
+
+    paths.make_private()  # checkpoints, adapter, dataset cache: 0600 files in 0700 folders
     return TrainingSession(run, resume=args.resume).main()

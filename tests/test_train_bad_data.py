@@ -1,0 +1,38 @@
+"""Bad data through `tui-tuner train` is exit code 2 and one line, as the README promises, and no
+failed run folder is left behind (it used to be exit 1 with a failed run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "tui_tuner", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+
+
+@pytest.mark.parametrize("content, expected", [
+    (GOOD * 2 + '{"messages": [{"role": "user", "content": "cut\n' + GOOD, "line 3"),
+    ('{"foo": 1, "bar": 2}\n' * 3, "foo"),  # no usable columns: the message lists what was found
+    ("\n\n", "empty"),
+])
+@pytest.mark.parametrize("mode", ["--detach", "foreground"])
+def test_bad_data_exits_2_with_one_line_and_no_run_folder(fresh_home, tmp_path, content, expected, mode):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(content)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {{name_or_path: demo}}\ndata: {{path: {data}}}\ntrain: {{max_steps: 2}}\n")
+    r = _cli("train", str(cfg), *([mode] if mode != "foreground" else []))
+    assert r.returncode == 2, r.stdout + r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(data) in err and expected in err, err
+    assert "Traceback" not in r.stdout + r.stderr
+    runs = fresh_home / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
