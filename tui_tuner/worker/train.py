@@ -9,6 +9,7 @@ packing or padding-free on CPU (see bench/train_throughput.py).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -120,7 +121,30 @@ class TrainingSession:
         if not self.training:
             # Still downloading/loading/tokenizing: nothing to save, so stop now rather than after
             # minutes of loading a large model (the loop itself stops at the next step, checkpointed).
-            raise KeyboardInterrupt
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        """End the worker from inside the signal handler. Raising KeyboardInterrupt here instead was
+        lost when it landed in code that swallows exceptions (a fork hook of `logging` while the
+        tokenizer pool started: "Exception ignored"), and a pool interrupted mid-call could hang.
+        Forked children (pool, manager) are killed first; the status is written without the status
+        lock, which the interrupted main thread might be holding."""
+        try:
+            import psutil
+
+            for child in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            st = self.run.read_status_raw()
+            st.state, st.ended_at, st.error, st.hint = "stopped", time.time(), None, None
+            self.run.write_status(st)
+            self.run.append_event("state", state="stopped", message="stopped before training started", hint=None)
+            _echo("state: stopped — stopped before training started")
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(1)
 
     # -- status helpers ---------------------------------------------------------------------------
     def _progress(self, message: str, fraction: float | None = None) -> None:
@@ -152,13 +176,9 @@ class TrainingSession:
             self._train()
             return 0
         except UserError as e:
-            if self._stopped_while_loading():
-                return 1
             self._finish("failed", e.message, e.hint)
             return e.exit_code
         except BaseException as e:  # noqa: BLE001 - every failure must end in a final state
-            if self._stopped_while_loading():
-                return 1
             traceback.print_exc()
             cps = self.run.checkpoints()
             kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
@@ -174,15 +194,6 @@ class TrainingSession:
                 self._finish("failed", f"{type(e).__name__}: {first}"[:300] + kept,
                              f"the full traceback is in {self.run.log_path}")
             return 1
-
-    def _stopped_while_loading(self) -> bool:
-        """A stop while loading/tokenizing surfaces as whatever the interrupted code raised (a
-        KeyboardInterrupt, or a tokenizer pool's TimeoutError wrapped in a UserError): it is a stop."""
-        if self.stop is None or not self.stop.event.is_set() or self.training:
-            return False
-        traceback.print_exc()
-        self._finish("stopped", "stopped before training started")
-        return True
 
     def _train(self) -> None:
         run = self.run
