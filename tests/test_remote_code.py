@@ -138,3 +138,49 @@ def test_confirmed_launch_runs_it_in_the_worker_and_a_copied_run_asks_again(remo
     r = _cli("chat", str(copy), "--prompt", "hi", "--max-new-tokens", "4", "--trust-remote-code")
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(ran(tmp_path)) > before  # confirmed: now it runs
+
+
+async def test_the_app_asks_naming_the_files_before_launching(remote_model, fresh_home, monkeypatch):
+    """The wizard's launch with trust_remote_code on opens a dialog listing the .py files; cancel
+    launches nothing, yes launches with the confirmation."""
+    from ui_fixtures import wait_until, wizard
+
+    from tui_tuner import launcher
+    from tui_tuner.errors import UserError
+    from tui_tuner.ui.app import TunerApp
+
+    calls = []
+
+    def fake_launch(cfg, **kw):  # the launch itself is tested above; here: what the dialog passes on
+        calls.append(kw)
+        raise UserError("recorded launch")
+
+    monkeypatch.setattr(launcher, "launch_run", fake_launch)
+    app = TunerApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="the wizard")
+        scr = wizard(app)
+        await wait_until(pilot, lambda: scr.state.gpu_checked, what="GPU detection")
+        scr.go(len(scr.steps) - 1)
+        review = scr.current
+        monkeypatch.setattr(scr.state, "config", lambda c=scr.state.config(): _with_remote(c, remote_model))
+        review._confirm_remote_code()
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the dialog")
+        text = " ".join(str(w.content) for w in app.screen.query("Static"))
+        assert "modeling_tt.py" in text and "configuration_tt.py" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="back")
+        await pilot.pause(0.3)
+        assert calls == []
+        review._confirm_remote_code()
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the dialog again")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: calls, what="the launch")
+        assert calls[0].get("trust_remote_code") is True
+
+
+def _with_remote(cfg, model):
+    cfg.model.name_or_path = str(model)
+    cfg.model.trust_remote_code = True
+    return cfg
