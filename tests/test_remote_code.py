@@ -166,15 +166,16 @@ async def test_the_app_asks_naming_the_files_before_launching(remote_model, fres
         review = scr.current
         monkeypatch.setattr(scr.state, "config", lambda c=scr.state.config(): _with_remote(c, remote_model))
         review._confirm_remote_code()
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the dialog")
-        text = " ".join(str(w.content) for w in app.screen.query("Static"))
-        assert "modeling_tt.py" in text and "configuration_tt.py" in text
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog"
+                         and "modeling_tt.py" in dialog_text(app), what="the dialog naming the files")
+        assert str(remote_model / "configuration_tt.py") in dialog_text(app)
         await pilot.press("escape")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="back")
         await pilot.pause(0.3)
         assert calls == []
         review._confirm_remote_code()
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the dialog again")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog" and dialog_text(app),
+                         what="the dialog again")
         await pilot.press("y")
         await wait_until(pilot, lambda: calls, what="the launch")
         assert calls[0].get("trust_remote_code") is True
@@ -184,3 +185,7 @@ def _with_remote(cfg, model):
     cfg.model.name_or_path = str(model)
     cfg.model.trust_remote_code = True
     return cfg
+
+
+def dialog_text(app) -> str:
+    return " ".join(str(w.content) for w in app.screen.query("Static"))
