@@ -47,18 +47,42 @@ def cmd_chat(args) -> int:
     target = describe_target(args.target, args.checkpoint)  # one clear line for a bad target, before any load
     if target.note:
         print(f"note: {target.note}", file=sys.stderr, flush=True)
+    trust = _remote_code_confirmed(target, getattr(args, "trust_remote_code", False))
     params = SamplingParams.from_dict(sampling_from_args(args))
     if not prompts:
         if args.json:
             raise UserError("--json needs --prompt or --prompts", hint="or leave out --json to open the chat pane")
         from tui_tuner.ui.screens.chat import run_chat_app
 
+        extra = {}
+        if trust:
+            from tui_tuner import paths
+            from tui_tuner.inference.client import InferenceClient
+
+            extra["client_factory"] = lambda t, c: InferenceClient(t, c, log_path=paths.home() / "chat.log",
+                                                                   extra_args=["--trust-remote-code"])
         return run_chat_app(args.target, args.checkpoint, system=args.system, params=sampling_from_args(args),
-                            compare=False)
-    return _one_shot(target, prompts, params, system=args.system, base=args.base, as_json=args.json)
+                            compare=False, **extra)
+    return _one_shot(target, prompts, params, system=args.system, base=args.base, as_json=args.json, trust=trust)
 
 
-def _one_shot(target, prompts: list[str], params, *, system: str | None, base: bool, as_json: bool) -> int:
+def _remote_code_confirmed(target, flag: bool) -> bool:
+    """A run's `trust_remote_code: true` is not carried into chat: it is refused here, in one line naming
+    the files, unless --trust-remote-code confirms it now."""
+    if not target.is_run:
+        return flag
+    from pathlib import Path
+
+    from tui_tuner.config import load_config
+    from tui_tuner.remote_code import require_confirmation
+
+    cfg = load_config(Path(target.run_path) / "config.yaml")
+    return require_confirmation(cfg.model.trust_remote_code, flag, cfg.model.name_or_path, cfg.model.revision,
+                                command="tui-tuner chat " + str(target.run_path))
+
+
+def _one_shot(target, prompts: list[str], params, *, system: str | None, base: bool, as_json: bool,
+              trust: bool = False) -> int:
     from tui_tuner import hub
     from tui_tuner.inference.engine import Engine
 
@@ -68,7 +92,7 @@ def _one_shot(target, prompts: list[str], params, *, system: str | None, base: b
         if message != "ready":
             print(f"… {message}", file=sys.stderr, flush=True)
 
-    engine = Engine(target, progress=progress)
+    engine = Engine(target, progress=progress, trust_remote_code=trust)
     info = engine.load()
     who = "base model" if (base or not target.is_run) else f"adapter {info['adapter']}"
     print(f"… {target.label}: {who}, {'4-bit ' + info['quant_type'] if info['load_in_4bit'] else info['dtype']}"

@@ -44,6 +44,8 @@ def _add_runs(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and show the plan without training")
     p.add_argument("--name", help="a name for the run (part of its id)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_train"))
 
     p = sub.add_parser("runs", help="list runs")
@@ -63,6 +65,8 @@ def _add_runs(sub) -> None:
     p = sub.add_parser("resume", help="continue a stopped/interrupted run from its newest complete checkpoint")
     p.add_argument("run")
     p.add_argument("--detach", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_resume"))
 
 
@@ -80,6 +84,8 @@ def _add_chat(sub) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--json", action="store_true", help="print a JSON list of {prompt, reply}")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.chat_cli:cmd_chat"))
 
     p = sub.add_parser("export", help="export a run: merged 16-bit model or the adapter alone")
@@ -91,6 +97,8 @@ def _add_chat(sub) -> None:
     p.add_argument("--checkpoint", help="checkpoint-N instead of the final adapter")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16",
                    help="weights of the merged model (default bf16; fp32 is exact but twice the size)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.export:cmd_export"))
 
 

@@ -82,7 +82,8 @@ def export_adapter(target, out: str | os.PathLike, progress: Progress = _print_p
 
 
 def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
-                  progress: Progress = _print_progress) -> Path:
+                  progress: Progress = _print_progress, trust_remote_code: bool = False) -> Path:
+    """trust_remote_code: confirmed by the user for this export (a run's config alone is refused)."""
     out = check_out_dir(out)
     if dtype not in DTYPES:
         raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -91,6 +92,10 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     from tui_tuner.config import load_config
 
     cfg = load_config(Path(target.run_path) / "config.yaml")
+    from tui_tuner.remote_code import require_confirmation
+
+    trust = require_confirmation(cfg.model.trust_remote_code, trust_remote_code, cfg.model.name_or_path,
+                                 cfg.model.revision, command="tui-tuner export RUN --merge")
     progress(1, total, f"resolving base model {cfg.model.name_or_path}")
     model_path = hub.resolve_model_ref(cfg.model.name_or_path)
     hub.go_offline_if_unreachable()
@@ -106,7 +111,7 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     _cpu_threads(torch, model_path=model_path)  # small models: 1 thread (measured far faster on a busy CPU)
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     adapter_dir = target.adapter_dir()
-    common = dict(trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
+    common = dict(trust_remote_code=trust, revision=cfg.model.revision)
     progress(2, total, f"loading base {model_path} in {dtype} (not 4-bit: merging into 4-bit weights loses the update)")
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **common)
     tok = AutoTokenizer.from_pretrained(str(adapter_dir))  # the tokenizer + chat template the run trained with
@@ -155,7 +160,7 @@ def cmd_export(args) -> int:
         if args.adapter_only:
             export_adapter(target, args.out)
         else:
-            export_merged(target, args.out, dtype=dtype)
+            export_merged(target, args.out, dtype=dtype, trust_remote_code=getattr(args, "trust_remote_code", False))
     except OSError as e:
         if e.errno == 28:  # ENOSPC
             raise UserError(f"--out {args.out}: disk full while exporting", hint="free space or choose another disk")

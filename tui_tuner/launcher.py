@@ -26,9 +26,9 @@ from tui_tuner.rundir import (
     RunDir,
     Status,
     active_run,
+    atomic_write_text,
     list_runs,
     new_run_id,
-    atomic_write_text,
     pid_alive,
     resolve_run,
 )
@@ -71,10 +71,12 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
+def _spawn_worker(run: RunDir, resume: bool, trust_remote_code: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-u", "-m", "tui_tuner.worker", str(run.path)]
     if resume:
         cmd.append("--resume")
+    if trust_remote_code:  # the user's confirmation of this launch; not stored in the run folder
+        cmd.append("--trust-remote-code")
     log = os.fdopen(os.open(run.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
         # Own session + output to a file: the worker outlives the terminal/SSH session
@@ -127,9 +129,16 @@ def check_data(cfg: RunConfig) -> None:
 
 
 def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
-               echo: Callable[[str], None] | None = None) -> RunDir:
-    """Create a run directory and start its worker. Foreground (detach=False) follows it to the end."""
+               echo: Callable[[str], None] | None = None, trust_remote_code: bool = False) -> RunDir:
+    """Create a run directory and start its worker. Foreground (detach=False) follows it to the end.
+
+    trust_remote_code: the user confirmed, at this launch, running the model folder's own Python
+    (a config saying `trust_remote_code: true` without it is refused, naming the files)."""
     preflight(cfg)
+    from tui_tuner.remote_code import require_confirmation
+
+    trust = require_confirmation(cfg.model.trust_remote_code, trust_remote_code, cfg.model.name_or_path,
+                                 cfg.model.revision, command="tui-tuner train CONFIG")
     with _launch_lock():
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
@@ -143,7 +152,7 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
 
             shutil.rmtree(run.path, ignore_errors=True)
             raise
-        proc = _spawn_worker(run, resume=False)
+        proc = _spawn_worker(run, resume=False, trust_remote_code=trust)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)
@@ -158,14 +167,26 @@ def _record_pid(run: RunDir, proc: subprocess.Popen) -> None:
         ctime = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         ctime = None
-    st = run.read_status_raw()
-    if st.pid is None:  # the worker may already have written its own status
-        st.pid, st.pid_create_time = proc.pid, ctime
-        run.write_status(st)
+    with run.status_lock():  # the worker's own first status write takes the same lock
+        st = run.read_status_raw()
+        if st.pid is None:  # the worker may already have written its own status
+            st.pid, st.pid_create_time = proc.pid, ctime
+            run.write_status(st)
+
+
+def wait_exit(pid: int | None, create_time: float | None, timeout: float, poll: float = 0.05) -> bool:
+    """Wait until the process is gone (a zombie counts as gone); False when it outlived the timeout."""
+    deadline = time.time() + timeout
+    while pid_alive(pid, create_time):
+        if time.time() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
 
 
 def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
-    """Ask the worker to checkpoint and stop; wait until it has (or the timeout passes)."""
+    """Ask the worker to checkpoint and stop; return once it has written its final state AND exited
+    (or raise when the timeout passes), so a `resume` right after never meets the old worker."""
     st = run.read_status()
     if st.state not in ACTIVE_STATES:
         raise RunError(f"run {run.run_id} is not running (state: {st.state})")
@@ -176,6 +197,8 @@ def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
     while time.time() < deadline:
         st = run.read_status_raw()
         if st.state not in ACTIVE_STATES:
+            if not wait_exit(st.pid, st.pid_create_time, max(0.0, deadline - time.time())):
+                break
             return run.read_status()
         if not pid_alive(st.pid, st.pid_create_time) and run.read_status_raw().state in ACTIVE_STATES:
             # Our SIGTERM ended it before it had installed its handler (its first moments): this is
@@ -189,11 +212,22 @@ def stop_run(run: RunDir, timeout: float = 120.0, poll: float = 0.2) -> Status:
                    hint="it may be in a long step; check `tui-tuner status` again, or kill it (it becomes 'interrupted')")
 
 
-def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] | None = None) -> RunDir:
+def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] | None = None,
+               trust_remote_code: bool = False) -> RunDir:
+    """trust_remote_code: confirmed again at this resume (a run folder never carries it)."""
+    from tui_tuner.remote_code import require_confirmation
+
+    cfg = load_config(run.config_path)
+    trust = require_confirmation(cfg.model.trust_remote_code, trust_remote_code, cfg.model.name_or_path,
+                                 cfg.model.revision, command=f"tui-tuner resume {run.run_id}")
     with _launch_lock():
         st = run.read_status()
         if st.state in ACTIVE_STATES:
             raise RunError(f"run {run.run_id} is still running (pid {st.pid})")
+        if not wait_exit(st.pid, st.pid_create_time, timeout=10.0):
+            # Its final state is written but the process has not exited yet (a stop in progress).
+            raise RunError(f"run {run.run_id}: its worker (pid {st.pid}) is still exiting",
+                           hint="wait a moment and resume again")
         if st.state == "completed":
             raise RunError(f"run {run.run_id} already completed", hint="start a new run to train more")
         if run.last_checkpoint() is None:
@@ -203,7 +237,7 @@ def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] 
         st.state, st.pid, st.pid_create_time, st.error, st.hint, st.ended_at = "pending", None, None, None, None, None
         run.write_status(st)
         run.stop_path.unlink(missing_ok=True)
-        proc = _spawn_worker(run, resume=True)
+        proc = _spawn_worker(run, resume=True, trust_remote_code=trust)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)
@@ -299,7 +333,8 @@ def cmd_train(args) -> int:
         return plan.cmd_dry_run(cfg, as_json=getattr(args, "json", False))
     preflight(cfg)  # a missing model or data file: one line before the data is read
     check_data(cfg)
-    run = launch_run(cfg, detach=args.detach, name=args.name)
+    run = launch_run(cfg, detach=args.detach, name=args.name,
+                     trust_remote_code=getattr(args, "trust_remote_code", False))
     st = run.read_status()
     if args.detach:
         if getattr(args, "json", False):
@@ -384,7 +419,7 @@ def cmd_stop(args) -> int:
 def cmd_resume(args) -> int:
     run = resolve_run(args.run)
     cp = run.last_checkpoint()
-    resume_run(run, detach=args.detach)
+    resume_run(run, detach=args.detach, trust_remote_code=getattr(args, "trust_remote_code", False))
     if args.detach:
         st = run.read_status()
         print(f"resumed run {run.run_id} from {cp.name if cp else '?'} (pid {st.pid}) in the background")

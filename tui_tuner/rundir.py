@@ -26,6 +26,7 @@ The UI only reads these files, so closing the terminal or losing SSH loses nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -51,6 +52,13 @@ STOP_FILE = "STOP"  # a stop request that survives a missed signal
 
 # Files a checkpoint needs to be resumable; Trainer writes them in place, trainer_state.json last.
 CHECKPOINT_REQUIRED = ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt")
+# Written by the worker (atomically, last) once every file of the checkpoint is whole and on disk:
+# {"step": N, "files": {name: size}}. A checkpoint without it was cut short by a kill.
+CHECKPOINT_MARKER = "checkpoint_complete.json"
+STATUS_LOCK = ".status.lock"
+# A launch writes `pending` just before it starts the worker and records the pid right after; a
+# pending run without a pid for longer than this lost its launcher.
+PENDING_NO_PID_GRACE_S = 15.0
 
 
 @dataclass
@@ -96,6 +104,101 @@ def atomic_write_text(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Parse the header (8-byte length + JSON) and check the data it describes fits the file exactly.
+
+    safetensors writes the header first, so a file cut short still has a parseable header: the size
+    check is what catches the truncation. Reading the header only keeps this cheap for large files.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) < 8:
+            return "too short"
+        (n,) = struct.unpack("<Q", raw)
+        if n > size - 8 or n > 100_000_000:
+            return "header length beyond the file"
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError:
+            return "unreadable header"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n + max(ends, default=0) != size:
+        return "truncated"
+    return None
+
+
+def checkpoint_file_problem(path: Path) -> str | None:
+    """Why one file of a checkpoint cannot be trusted (None: it parses). JSON is parsed, safetensors
+    headers checked against the size, torch pickles (zip archives, central directory last) opened."""
+    import zipfile
+
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".safetensors":
+            return _safetensors_problem(path)
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as zf:
+                zf.namelist()
+    except (OSError, ValueError, zipfile.BadZipFile, UnicodeDecodeError, KeyError, TypeError, IndexError) as e:
+        return f"{type(e).__name__}"
+    return None
+
+
+def checkpoint_problem(cp: Path) -> str | None:
+    """None when the checkpoint is complete: marked complete, every file it lists present with the
+    recorded size, the required ones among them, and each one parses. Otherwise the reason."""
+    try:
+        marker = json.loads((cp / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+        files = dict(marker["files"])
+    except FileNotFoundError:
+        return "not marked complete (cut short while being written)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable completion marker"
+    missing = [f for f in CHECKPOINT_REQUIRED if f not in files]
+    if missing:
+        return f"{missing[0]} missing"
+    for name, size in files.items():
+        p = cp / name
+        try:
+            if p.stat().st_size != size:
+                return f"{name} has {p.stat().st_size} bytes, {size} were written"
+        except OSError:
+            return f"{name} missing"
+        why = checkpoint_file_problem(p)
+        if why:
+            return f"{name} is corrupt ({why})"
+    return None
+
+
+def mark_checkpoint_complete(cp: Path, step: int) -> None:
+    """Flush every file of a freshly written checkpoint to disk, check each parses, then write the
+    marker (temp file + rename) and flush the directory: only then does the checkpoint count."""
+    files = {}
+    for p in sorted(cp.iterdir()):
+        if not p.is_file() or p.name == CHECKPOINT_MARKER or p.name.startswith("."):
+            continue
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+        why = checkpoint_file_problem(p)
+        if why:
+            raise RunError(f"{p}: written corrupt ({why})")
+        files[p.name] = p.stat().st_size
+    atomic_write_text(cp / CHECKPOINT_MARKER, json.dumps({"step": step, "files": files}, indent=1))
+    _fsync_dir(cp)
 
 
 class RunDir:
@@ -151,8 +254,9 @@ class RunDir:
         """The status, with a dead worker's 'running' turned into 'interrupted'."""
         st = self.read_status_raw()
         if st.state in ACTIVE_STATES and not pid_alive(st.pid, st.pid_create_time):
-            # Only the worker writes status; the reader reports what it sees without racing it.
-            if st.state == "running" or (time.time() - st.updated_at) > 60:
+            # Only the worker writes status; the reader reports what it sees without racing it. A
+            # recorded pid that is gone is final at once; no pid yet is a launch in progress.
+            if st.pid or (time.time() - st.updated_at) > PENDING_NO_PID_GRACE_S:
                 st.state = "interrupted"
                 st.error = st.error or "the training process ended without saying why (killed, crashed or power loss)"
                 st.hint = "run `tui-tuner resume " + st.run_id + "` to continue from the last checkpoint"
@@ -163,11 +267,30 @@ class RunDir:
         atomic_write_text(self.status_path, json.dumps(asdict(st), indent=1))
 
     def update_status(self, **changes: Any) -> Status:
-        st = self.read_status_raw()
-        for k, v in changes.items():
-            setattr(st, k, v)
-        self.write_status(st)
-        return st
+        """Read-modify-write under a lock, so the launcher recording the pid and the worker writing
+        its first status cannot undo each other's change."""
+        with self.status_lock():
+            st = self.read_status_raw()
+            for k, v in changes.items():
+                setattr(st, k, v)
+            self.write_status(st)
+            return st
+
+    @contextlib.contextmanager
+    def status_lock(self) -> Iterator[None]:
+        import fcntl
+
+        try:
+            fh = open(self.path / STATUS_LOCK, "a")
+        except OSError:  # a read-only or vanished run folder: the write itself will say so
+            yield
+            return
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- events ----------------------------------------------------------------------------
     def append_event(self, type_: str, **data: Any) -> dict[str, Any]:
@@ -196,7 +319,7 @@ class RunDir:
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoints(self, complete_only: bool = True) -> list[Path]:
-        """Checkpoints sorted by step; incomplete ones (killed mid-write) are skipped."""
+        """Checkpoints sorted by step; incomplete or corrupt ones (killed mid-write) are skipped."""
         if not self.checkpoints_dir.is_dir():
             return []
         found = []
@@ -204,7 +327,7 @@ class RunDir:
             m = re.fullmatch(r"checkpoint-(\d+)", p.name)
             if not m or not p.is_dir():
                 continue
-            if complete_only and not all((p / f).is_file() for f in CHECKPOINT_REQUIRED):
+            if complete_only and checkpoint_problem(p) is not None:
                 continue
             found.append((int(m.group(1)), p))
         return [p for _, p in sorted(found)]

@@ -11,6 +11,7 @@ see from the worker. (The real worker is covered by the tests that launch the de
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tui_tuner.config import RunConfig  # noqa: E402
-from tui_tuner.rundir import CHECKPOINT_REQUIRED, RunDir, Status  # noqa: E402
+from tui_tuner.rundir import CHECKPOINT_REQUIRED, RunDir, Status, mark_checkpoint_complete  # noqa: E402
 
 FAKE_GPU = {"name": "NVIDIA GeForce RTX 4090", "util": 97.0, "mem_used": 17_800_000_000,
             "mem_total": 25_757_220_864, "temperature": 66.0, "power": 402.5, "power_limit": 450.0,
@@ -30,10 +31,21 @@ FAKE_GPU = {"name": "NVIDIA GeForce RTX 4090", "util": 97.0, "mem_used": 17_800_
 
 
 def make_checkpoint(run: RunDir, step: int) -> Path:
+    """Tiny files in the real formats (a checkpoint counts only when each parses), marked complete."""
+    import struct
+    import zipfile
+
     cp = run.checkpoints_dir / f"checkpoint-{step}"
     cp.mkdir(parents=True, exist_ok=True)
     for name in reversed(CHECKPOINT_REQUIRED):  # trainer_state.json last, like the Trainer
-        (cp / name).write_text("{}" if name.endswith(".json") else "x")
+        if name.endswith(".json"):
+            (cp / name).write_text(json.dumps({"global_step": step}))
+        elif name.endswith(".safetensors"):
+            (cp / name).write_bytes(struct.pack("<Q", 2) + b"{}")
+        else:
+            with zipfile.ZipFile(cp / name, "w") as zf:
+                zf.writestr("data.pkl", b"x")
+    mark_checkpoint_complete(cp, step)
     return cp
 
 

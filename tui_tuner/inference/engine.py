@@ -169,8 +169,9 @@ def end_of_turn_ids(tok, generation_config=None) -> list[int]:
 class Engine:
     """One base model (+ a run's adapters) in memory, ready to chat."""
 
-    def __init__(self, target: ChatTarget, progress: ProgressFn | None = None):
+    def __init__(self, target: ChatTarget, progress: ProgressFn | None = None, *, trust_remote_code: bool = False):
         self.target = target
+        self.trust_remote_code = trust_remote_code  # confirmed by this process's caller, never read from the run
         self.progress = progress or (lambda msg, frac=None: None)
         self.model = None
         self.tok = None
@@ -193,7 +194,13 @@ class Engine:
 
             cfg = load_config(Path(target.run_path) / "config.yaml")
             quant = cfg.quantization
-            trust, revision, attn = cfg.model.trust_remote_code, cfg.model.revision, cfg.model.attn_implementation
+            revision, attn = cfg.model.revision, cfg.model.attn_implementation
+            from tui_tuner.remote_code import require_confirmation
+
+            trust = require_confirmation(cfg.model.trust_remote_code, self.trust_remote_code, target.model_ref,
+                                         revision, command="tui-tuner chat TARGET")
+        else:
+            trust = self.trust_remote_code
         model_path = hub.resolve_model_ref(target.model_ref)
         hub.go_offline_if_unreachable()
 

@@ -53,7 +53,7 @@ class Server:
         return self.generating
 
     # -- loading -----------------------------------------------------------------------------------
-    def load(self, target_ref: str, checkpoint: str | None) -> bool:
+    def load(self, target_ref: str, checkpoint: str | None, trust_remote_code: bool = False) -> bool:
         from tui_tuner.inference.target import describe_target
 
         try:
@@ -62,7 +62,8 @@ class Server:
                 self.emit("progress", message=target.note, fraction=None)
             from tui_tuner.inference.engine import Engine
 
-            self.engine = Engine(target, progress=lambda m, f=None: self.emit("progress", message=m, fraction=f))
+            self.engine = Engine(target, progress=lambda m, f=None: self.emit("progress", message=m, fraction=f),
+                                 trust_remote_code=trust_remote_code)
             info = self.engine.load()
         except UserError as e:
             self.emit("fatal", message=e.message, hint=e.hint)
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", required=True)
     ap.add_argument("--checkpoint")
     ap.add_argument("--flush-interval", type=float, default=0.02)
+    ap.add_argument("--trust-remote-code", action="store_true", help="the user confirmed the model's own code")
     args = ap.parse_args(argv)
 
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     server = Server(proto, flush_interval=args.flush_interval)
-    if not server.load(args.target, args.checkpoint):
+    if not server.load(args.target, args.checkpoint, args.trust_remote_code):
         return 2
     server.serve(sys.stdin)
     return 0

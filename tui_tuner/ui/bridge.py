@@ -147,10 +147,10 @@ class Services:
             cache[model, device] = plan.measured_throughput(model, device)
         return cache[model, device]
 
-    def launch(self, cfg: "RunConfig") -> "RunDir":
+    def launch(self, cfg: "RunConfig", trust_remote_code: bool = False) -> "RunDir":
         from tui_tuner.launcher import launch_run
 
-        return launch_run(cfg, detach=True)
+        return launch_run(cfg, detach=True, trust_remote_code=trust_remote_code)
 
 
 # ---------------------------------------------------------------------------------------------

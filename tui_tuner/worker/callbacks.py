@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from tui_tuner.rundir import RunDir
+from tui_tuner.rundir import CHECKPOINT_MARKER, RunDir, mark_checkpoint_complete
 
 DIVERGED_HINT = ("lower train.learning_rate (e.g. by 3-10x), keep train.max_grad_norm at 1.0, "
                  "or use compute_dtype bf16 instead of fp16")
@@ -41,8 +43,10 @@ class StopFlag:
 
 class RunEventsCallback(TrainerCallback):
     def __init__(self, run: RunDir, stop: StopFlag, *, resumed_from: str | None, estimate_gib: float | None,
-                 early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False):
+                 early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False,
+                 save_total_limit: int | None = None):
         self.run = run
+        self.save_total_limit = save_total_limit
         self.stop = stop
         self.resumed_from = resumed_from
         self.estimate_gib = estimate_gib
@@ -187,10 +191,43 @@ class RunEventsCallback(TrainerCallback):
             self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
 
     def on_save(self, args, state, control, **kw):
+        # The Trainer has written every file of the checkpoint (trainer_state.json last); only now,
+        # with each file flushed and parsed, does it count, and only then are older ones rotated
+        # away (the Trainer's own rotation is off: it ran before this point).
         self.saved_steps.append(state.global_step)
         path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        mark_checkpoint_complete(Path(path), state.global_step)
         self._event("checkpoint", step=state.global_step, path=path)
         self._status(state, last_checkpoint=path)
+        if self.save_total_limit:
+            rotate_checkpoints(self.run, self.save_total_limit)
+
+
+def remove_checkpoint(cp: Path) -> None:
+    """Unmark first (one atomic unlink: it stops counting at once), then delete."""
+    (cp / CHECKPOINT_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(cp, ignore_errors=True)
+
+
+def rotate_checkpoints(run: RunDir, keep: int) -> None:
+    """Keep the newest `keep` complete checkpoints; drop older ones and any left incomplete."""
+    complete = run.checkpoints()
+    newest = int(complete[-1].name.split("-")[1]) if complete else None
+    for cp in run.checkpoints(complete_only=False):
+        step = int(cp.name.split("-")[1])
+        if cp in complete[:-keep] or (cp not in complete and newest is not None and step < newest):
+            remove_checkpoint(cp)
+
+
+def drop_incomplete_checkpoints(run: RunDir) -> list[str]:
+    """Before a resume: checkpoints cut short by the kill would be rewritten in place; start them clean."""
+    complete = set(run.checkpoints())
+    dropped = []
+    for cp in run.checkpoints(complete_only=False):
+        if cp not in complete:
+            remove_checkpoint(cp)
+            dropped.append(cp.name)
+    return dropped
 
 
 def nonfinite_parameters(model) -> list[str]:

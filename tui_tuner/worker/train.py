@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tui_tuner.config import RunConfig, load_config
 from tui_tuner.errors import UserError, free_bytes, is_disk_full
-from tui_tuner.rundir import RunDir
+from tui_tuner.rundir import CHECKPOINT_MARKER, RunDir
 
 EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning", "summary")
 
@@ -64,10 +64,46 @@ def _compute_dtype(cfg: RunConfig, torch):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
+_FORKING_PID = 0
+_PRCTL = None
+
+
+def _before_fork() -> None:
+    global _FORKING_PID
+    _FORKING_PID = os.getpid()
+
+
+def _child_after_fork() -> None:
+    """In every process the worker forks (the tokenizer pool and its manager): the stop signal is the
+    parent's to handle, so SIGINT is ignored and SIGTERM is back to its default (the parent's
+    Pool.terminate ends the child at once instead of raising inside it); and the child dies with its
+    parent, so a kill -9 of the worker leaves no orphan (PR_SET_PDEATHSIG; Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _PRCTL is None:
+        return
+    PR_SET_PDEATHSIG = 1
+    _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != _FORKING_PID:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _guard_forked_children() -> None:
+    global _PRCTL
+    try:
+        import ctypes
+
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: no dlopen in a forked child
+    except (OSError, AttributeError):  # not Linux: the parent still terminates its pool on stop
+        _PRCTL = None
+    os.register_at_fork(before=_before_fork, after_in_child=_child_after_fork)
+
+
 class TrainingSession:
-    def __init__(self, run: RunDir, resume: bool):
+    def __init__(self, run: RunDir, resume: bool, trust_remote_code: bool = False):
         self.run = run
         self.resume = resume
+        self.trust_remote_code = trust_remote_code  # confirmed on this launch's command line, never from a file
         self.stop = None
         self.training = False  # set just before the Trainer loop starts
         self.events = None  # the RunEventsCallback, once the Trainer exists
@@ -79,7 +115,30 @@ class TrainingSession:
         if not self.training:
             # Still downloading/loading/tokenizing: nothing to save, so stop now rather than after
             # minutes of loading a large model (the loop itself stops at the next step, checkpointed).
-            raise KeyboardInterrupt
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        """End the worker from inside the signal handler. Raising KeyboardInterrupt here instead was
+        lost when it landed in code that swallows exceptions (a fork hook of `logging` while the
+        tokenizer pool started: "Exception ignored"), and a pool interrupted mid-call could hang.
+        Forked children (pool, manager) are killed first; the status is written without the status
+        lock, which the interrupted main thread might be holding."""
+        try:
+            import psutil
+
+            for child in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            st = self.run.read_status_raw()
+            st.state, st.ended_at, st.error, st.hint = "stopped", time.time(), None, None
+            self.run.write_status(st)
+            self.run.append_event("state", state="stopped", message="stopped before training started", hint=None)
+            _echo("state: stopped — stopped before training started")
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(1)
 
     # -- status helpers ---------------------------------------------------------------------------
     def _progress(self, message: str, fraction: float | None = None) -> None:
@@ -104,6 +163,7 @@ class TrainingSession:
         self.stop = StopFlag(self.run)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
+        _guard_forked_children()
         try:
             st = self.run.read_status_raw()
             me = psutil.Process()
@@ -132,9 +192,10 @@ class TrainingSession:
                 if n.isdigit() and int(n) > done:
                     shutil.rmtree(d, ignore_errors=True)
                     removed.append(d.name)
-        if self.saving_adapter and self.run.adapter_dir.exists():
-            shutil.rmtree(self.run.adapter_dir, ignore_errors=True)
-            removed.append(self.run.adapter_dir.name + "/")
+        tmp = self.run.path / ".adapter.tmp"  # the final adapter is written here, then renamed into place
+        if self.saving_adapter and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append("the unfinished adapter/")
         return removed
 
     def _fail(self, e: BaseException) -> int:
@@ -178,6 +239,13 @@ class TrainingSession:
 
         model_path = hub.resolve_model_ref(cfg.model.name_or_path)
         hub.go_offline_if_unreachable()
+        from tui_tuner.remote_code import require_confirmation
+
+        trust = require_confirmation(cfg.model.trust_remote_code, self.trust_remote_code, cfg.model.name_or_path,
+                                     cfg.model.revision, command=f"tui-tuner resume {run.run_id}" if self.resume
+                                     else "tui-tuner train CONFIG")
+        if self.resume and self._finish_from_final_checkpoint():
+            return
 
         self._progress("importing torch / transformers")
         import torch
@@ -190,7 +258,7 @@ class TrainingSession:
         transformers.logging.set_verbosity_warning()
         cuda = torch.cuda.is_available()
         dtype = _compute_dtype(cfg, torch)
-        common = dict(trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
+        common = dict(trust_remote_code=trust, revision=cfg.model.revision)
 
         self._progress("loading tokenizer")
         tok = AutoTokenizer.from_pretrained(model_path, **common)
@@ -272,7 +340,7 @@ class TrainingSession:
             logging_nan_inf_filter=False,  # a NaN must reach us, not be averaged away
             save_strategy="steps",
             save_steps=tc.save_steps,
-            save_total_limit=tc.save_total_limit,
+            save_total_limit=None,  # RunEventsCallback rotates, after the new checkpoint is marked complete
             eval_strategy="steps" if has_eval else "no",
             eval_steps=tc.eval_steps if has_eval else None,
             bf16=cuda and dtype == torch.bfloat16,
@@ -296,12 +364,17 @@ class TrainingSession:
                 raise UserError(f"run {run.run_id} has no complete checkpoint to resume from")
             resume_from = str(cp)
             _trim_events_for_resume(run, int(cp.name.split("-")[1]))
+            from tui_tuner.worker.callbacks import drop_incomplete_checkpoints
+
+            for name in drop_incomplete_checkpoints(run):
+                self._progress(f"removed {name}: it was cut short by the interruption")
 
         from tui_tuner.worker.callbacks import RunEventsCallback, SystemSampler
 
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
                                    estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
-                                   diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda)
+                                   diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda,
+                                   save_total_limit=tc.save_total_limit)
         self.events = events
         trainer = Trainer(model=model, args=targs, train_dataset=prepared.train,
                           eval_dataset=prepared.val if has_eval else None, data_collator=collate,
@@ -341,11 +414,68 @@ class TrainingSession:
             return
         self._progress("saving adapter")
         self.saving_adapter = True
-        model.save_pretrained(str(run.adapter_dir))
-        tok.save_pretrained(str(run.adapter_dir))
+
+        def write(tmp: Path) -> None:
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
+
+        _replace_adapter(run, write)
         self.saving_adapter = False
         run.update_status(step=trainer.state.global_step)
         self._finish("completed", events.early_stopped)
+
+    def _finish_from_final_checkpoint(self) -> bool:
+        """Resuming a run whose newest complete checkpoint is its last step (it was killed while saving
+        the final adapter): training more would go past max_steps, so the adapter is that checkpoint's."""
+        run = self.run
+        cp = run.last_checkpoint()
+        if cp is None:
+            return False
+        state = json.loads((cp / "trainer_state.json").read_text(encoding="utf-8"))
+        step, max_steps = int(state.get("global_step") or 0), int(state.get("max_steps") or 0)
+        if not max_steps or step < max_steps:
+            return False
+        _trim_events_for_resume(run, step)
+        self._progress(f"{cp.name} is the last step ({step}/{max_steps}): saving it as the final adapter")
+        skip = {"optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth", "trainer_state.json",
+                "training_args.bin"}
+
+        def write(tmp: Path) -> None:
+            import shutil
+
+            tmp.mkdir()
+            for f in cp.iterdir():
+                if f.is_file() and f.name not in skip and not f.name.startswith(".") and f.name != CHECKPOINT_MARKER:
+                    shutil.copy2(f, tmp / f.name)
+
+        _replace_adapter(run, write)
+        run.update_status(step=step, total_steps=max_steps)
+        self._finish("completed", None)
+        return True
+
+
+def _replace_adapter(run: RunDir, write) -> None:
+    """Write the final adapter into a temp folder, flush it, then rename it into place: a kill at any
+    moment leaves either no adapter/ or a whole one (and the final checkpoint to rebuild it from)."""
+    import shutil
+
+    tmp = run.path / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    old = run.path / ".adapter.old"
+    if run.adapter_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(run.adapter_dir, old)
+    os.replace(tmp, run.adapter_dir)
+    fd = os.open(run.path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _oom_hint() -> str:
@@ -378,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tui_tuner.worker")
     p.add_argument("run_dir")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="the user confirmed running the model folder's own Python code at this launch")
     args = p.parse_args(argv)
     run = RunDir(Path(args.run_dir).resolve())
     if not run.exists():
@@ -387,4 +519,4 @@ def main(argv: list[str] | None = None) -> int:
     from tui_tuner import paths
 
     paths.make_private()  # checkpoints, adapter, dataset cache: 0600 files in 0700 folders
-    return TrainingSession(run, resume=args.resume).main()
+    return TrainingSession(run, resume=args.resume, trust_remote_code=args.trust_remote_code).main()

@@ -151,23 +151,40 @@ class ReviewStep(WizardStep):
 
             def answered(yes: bool | None) -> None:
                 if yes:
-                    self._start()
+                    self._confirm_remote_code()
 
             self.app.push_screen(ConfirmDialog("Launch anyway?", f"{p.warnings[0] if p.warnings else ''}\n"
                                                "It will probably stop with an out-of-memory error.",
                                                yes="Launch anyway"), answered)
             return
-        self._start()
+        self._confirm_remote_code()
 
-    def _start(self) -> None:
+    def _confirm_remote_code(self) -> None:
+        """model.trust_remote_code only says the model needs its own code; it runs after a yes here."""
+        cfg = self.state.config()
+        if not cfg.model.trust_remote_code:
+            self._start()
+            return
+        from tui_tuner.remote_code import remote_code_files
+        from tui_tuner.ui.screens.dialogs import ConfirmDialog
+
+        files = "\n".join(f"  {f}" for f in remote_code_files(cfg.model.name_or_path, cfg.model.revision)) or "  (none found)"
+        self.app.push_screen(ConfirmDialog(
+            "Run the model's own Python code?",
+            f"model.trust_remote_code is on: loading {cfg.model.name_or_path} runs these files with your "
+            f"permissions:\n{files}\nContinue only if you have read them or trust their author.",
+            yes="Run it and train", no="Cancel"), lambda yes: yes and self._start(trust_remote_code=True))
+
+    def _start(self, trust_remote_code: bool = False) -> None:
         self.query_one("#review-status", Static).update(Text("starting the training process…", style="bold"))
         self.query_one("#review-launch", Button).disabled = True
-        self._launch(self.state.config())
+        self._launch(self.state.config(), trust_remote_code)
 
     @work(thread=True, exclusive=True, group="review-launch", exit_on_error=False)
-    def _launch(self, cfg: Any) -> None:
+    def _launch(self, cfg: Any, trust_remote_code: bool = False) -> None:
         try:
-            run = self.services.launch(cfg)
+            run = (self.services.launch(cfg, trust_remote_code=True) if trust_remote_code
+                   else self.services.launch(cfg))
         except UserError as e:
             self.app.call_from_thread(self._launch_failed, e.one_line())
             return
