@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from ui_fixtures import field_error, screen_text, wait_until, wizard
+from ui_fixtures import burst, cpu_seconds_while_idle, field_error, screen_text, wait_until, wizard
 
 from tui_tuner.ui.app import TunerApp
 
@@ -145,6 +145,48 @@ async def test_invalid_value_blocks_next_with_the_core_message(fresh_home):
         await pilot.pause()
         assert field_error(app, "train.batch_size") is None
         assert scr.state.get("train.batch_size") == 8
+
+
+async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(fresh_home, tmp_path):
+    """A paste without bracketed paste / a fast typist / tmux send-keys: every key queued at once.
+    What each field shows must be what the config gets, and nothing may keep running afterwards."""
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 4)
+        scr = wizard(app)
+        assert app.focused.id == "e-train-learning_rate"
+        # (keys bound to actions, like tab and ctrl+u, are handled after the bubbling of the keys
+        # typed with them, also in a real terminal: only text comes in a burst)
+        await pilot.press("ctrl+u")
+        burst(pilot, *"3e-4")  # learning rate
+        await pilot.press("tab", "tab", "ctrl+u")
+        assert app.focused.id == "e-train-max_steps"
+        burst(pilot, *"30")
+        idle_cpu = await cpu_seconds_while_idle(pilot, 1.5)
+        lr, steps = scr.query_one("#e-train-learning_rate"), scr.query_one("#e-train-max_steps")
+        assert (lr.value, steps.value) == ("3e-4", "30")
+        cfg = scr.state.config()
+        assert cfg.train.learning_rate == pytest.approx(3e-4) and cfg.train.max_steps == 30
+        assert field_error(app, "train.learning_rate") is None and field_error(app, "train.max_steps") is None
+        # an echo loop rewrites the field over and over at 100 % CPU; an idle app uses next to none
+        assert idle_cpu < 0.3, f"{idle_cpu:.2f} s of CPU in 1.5 s with nobody typing"
+        assert (lr.value, steps.value) == ("3e-4", "30")
+
+        await palette_go(pilot, 3)
+        assert app.focused.id == "e-data-path"
+        missing = str(tmp_path / "some folder" / "coffee.csv")
+        await pilot.press("ctrl+u")
+        burst(pilot, *missing)
+        await pilot.press("ctrl+r")  # re-inspect at once: it must use the whole path
+        status = scr.query_one("#ds-status")
+        await wait_until(pilot, lambda: "file not found" in str(status.content), what=lambda: status.content)
+        assert f"file not found: {missing} " in str(status.content) + " "
+        assert scr.query_one("#e-data-path").value == missing
+        assert scr.state.get("data.path") == missing
+        idle_cpu = await cpu_seconds_while_idle(pilot, 1.5)
+        assert idle_cpu < 0.3, f"{idle_cpu:.2f} s of CPU in 1.5 s with nobody typing"
+        assert scr.query_one("#e-data-path").value == missing and scr.state.get("data.path") == missing
 
 
 async def test_going_back_and_forth_keeps_every_value(fresh_home):

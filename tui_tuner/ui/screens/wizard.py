@@ -135,6 +135,7 @@ class WizardScreen(Screen):
         self._show()
 
     def action_next(self) -> None:
+        self.sync_fields()
         problems = self.current.blocking(self.state.validate())
         if problems:
             self.say(problems)
@@ -163,17 +164,30 @@ class WizardScreen(Screen):
     # -- field edits ----------------------------------------------------------------------------
     @on(ConfigField.Changed)
     def _field_changed(self, event: ConfigField.Changed) -> None:
-        if self.state.set(event.path, event.value):
+        # What the editor shows now (not the value when the message was posted): under a burst of
+        # keys the text has moved on by the time this runs.
+        if self.state.set(event.path, event.field.value):
             self.state.core_errors.pop(event.path, None)
-            self.config_changed([event.path])
+            self.config_changed([event.path], typed_in=event.field)
 
-    def config_changed(self, paths: list[str]) -> None:
-        """Fields changed (typed, a preset, auto-fit): revalidate, tell every step, sync the editors."""
+    def sync_fields(self) -> list[str]:
+        """Take every editor's text into the state now (before inspecting, going on or launching),
+        so that what a field shows is what is used even while its Changed is still queued."""
+        changed = [f.path for f in self.query(ConfigField) if self.state.set(f.path, f.value)]
+        for path in changed:
+            self.state.core_errors.pop(path, None)
+        if changed:
+            self.config_changed(changed)
+        return changed
+
+    def config_changed(self, paths: list[str], typed_in: ConfigField | None = None) -> None:
+        """Fields changed (typed, a preset, auto-fit): revalidate, tell every step, sync the editors.
+        The field typed in is never written back: the user's text is the value."""
         errors = self.revalidate()
         for step in self.steps:
             step.on_config_changed(paths)
         for f in self.query(ConfigField):
-            if f.path in paths:
+            if f.path in paths and f is not typed_in:
                 f.set_value(self.state.get(f.path))
         if not self.current.blocking(errors):
             self.say("")

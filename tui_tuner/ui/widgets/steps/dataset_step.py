@@ -171,6 +171,10 @@ class DatasetStep(WizardStep):
         self._timer = self.set_timer(delay, self.action_inspect)
 
     def action_inspect(self) -> None:
+        self.screen.sync_fields()  # ctrl+r right after typing: inspect what the field shows
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         errors = self.state.validate()
         bad = [errors[p] for p in DATA_FIELDS if p in errors]
         problem = quick_path_problem(str(self.state.get("data.path")))
@@ -293,6 +297,6 @@ class DatasetStep(WizardStep):
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.query_one("#f-data-path", ConfigField).set_value(str(path))
+                self.query_one("#f-data-path", ConfigField).set_value(str(path), announce=True)
 
         self.app.push_screen(FilePicker(start), chosen)

@@ -108,6 +108,7 @@ class ReviewStep(WizardStep):
         self.action_save()
 
     def action_save(self) -> None:
+        self.screen.sync_fields()
         path_input = self.query_one("#review-save-path", Input)
         status = self.query_one("#review-status", Static)
         text = path_input.value.strip()
