@@ -460,6 +460,10 @@ class ChatScreen(Screen):
 
     def action_toggle_settings(self) -> None:
         self.toggle_class("no-settings")
+        focused = self.focused
+        if self.has_class("no-settings") and focused is not None and self.settings in focused.ancestors:
+            # a hidden widget never keeps the focus: what is typed next goes to the message box
+            self.query_one("#chat-prompt", Input).focus()
 
     @on(ChatSettings.CheckpointChosen)
     def _checkpoint_chosen(self, event: ChatSettings.CheckpointChosen) -> None:
