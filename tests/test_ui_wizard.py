@@ -344,3 +344,70 @@ async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home
         assert f"run {busy.run_id} is already training" in str(status.content)
         assert app.last_run_path is None and type(app.screen).__name__ == "WizardScreen"
         assert [p.name for p in paths.runs_dir().iterdir()] == [busy.run_id]
+
+
+async def test_home_without_runs_offers_the_demo_and_d_opens_it_ready_to_launch(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: "GPU:" in screen_text(app), what="the GPU line")
+        text = screen_text(app)
+        assert "try the offline demo" in text and "nothing downloaded" in text and "d Demo" in text
+        await pilot.press("d")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="the wizard")
+        scr = wizard(app)
+        assert scr.current.step_id == "review"
+        assert scr.state.preset == "demo" and scr.state.get("model.name_or_path") == "demo"
+        assert scr.state.get("data.path") == "sample"
+        cfg = scr.state.config()
+        assert (cfg.train.learning_rate, cfg.train.num_epochs, cfg.train.grad_accum) == (2e-3, 20, 1)
+        # Review does not say "not inspected" and leave it there: it inspects the dataset itself
+        await wait_until(pilot, lambda: "steps and time follow" in screen_text(app)
+                         or scr.state.data_result is not None, what="the inspection hint")
+
+
+async def test_home_enter_and_c_act_on_the_highlighted_run(fresh_home, monkeypatch):
+    from tui_tuner import paths
+    from tui_tuner.rundir import RunDir, Status
+
+    runs = []
+    for rid in ("20260101-000000-older", "20260102-000000-newer"):
+        r = RunDir(paths.runs_dir() / rid)
+        r.path.mkdir(parents=True)
+        r.write_status(Status(run_id=r.run_id, state="completed", step=4, total_steps=4, model="demo"))
+        runs.append(r)
+    chats: list = []
+    app = TunerApp()
+    monkeypatch.setattr(app, "action_chat", lambda target=None: chats.append(target))
+    opened: list = []
+    monkeypatch.setattr(app, "open_run", lambda path: opened.append(path))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#home-runs")
+        await wait_until(pilot, lambda: table.row_count == 2, what="runs listed")
+        await wait_until(pilot, lambda: app.focused is table, what="the runs table focused")
+        await pilot.press("down")
+        await pilot.press("enter")  # the border says "enter: monitor"
+        assert opened == [str(runs[0].path)]
+        await pilot.press("c")  # chat with the highlighted run, no question asked
+        assert chats == [str(runs[0].path)]
+        assert type(app.screen).__name__ == "HomeScreen"
+
+
+async def test_choosing_the_demo_model_applies_its_preset_and_another_model_undoes_it(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_wizard(pilot)
+        scr = wizard(app)
+        await wait_until(pilot, lambda: scr.state.model_entry is not None, what="the model list")
+        assert scr.state.get("model.name_or_path") == "demo"
+        await pilot.press("enter")  # choose the highlighted demo
+        await wait_until(pilot, lambda: scr.current.step_id == "vram", what="VRAM step")
+        assert scr.state.preset == "demo" and scr.state.get("train.learning_rate") == 2e-3
+        assert any("preset demo applied" in n.message for n in app._notifications)
+        await palette_go(pilot, 4)
+        assert scr.query_one("#hp-preset").value == "demo"  # the hyperparameters step says so
+        assert scr.query_one("#e-train-learning_rate").value == "2e-3"
+        await palette_go(pilot, 1)
+        await choose_model_ref(pilot, "Qwen/Qwen2.5-0.5B-Instruct")
+        await wait_until(pilot, lambda: scr.state.get("train.learning_rate") == 2e-4, what="the defaults back")
+        assert scr.state.preset is None and scr.state.get("train.num_epochs") == 1
+        assert scr.state.get("data.max_length") == 1024

@@ -61,6 +61,10 @@ HOW = ("A new fine-tune walks through: model → VRAM fit → dataset → hyperp
        "Training runs in the background: closing this app or the SSH session does not stop it.")
 
 
+NO_RUNS = ("no runs yet — press n to start one, or d to try the offline demo: a tiny model learns a bundled "
+           "FAQ on the CPU in about a minute (no GPU, nothing downloaded), then chat with it")
+
+
 class HomeScreen(Screen):
     HELP_TITLE = "Home"
     HELP_TEXT = "Start a new fine-tune, or pick a run to watch it or chat with it."
@@ -77,6 +81,7 @@ class HomeScreen(Screen):
     """
     BINDINGS = [
         Binding("n", "app.new_run", "New fine-tune", id="home-new"),
+        Binding("d", "app.try_demo", "Demo", id="home-demo"),
         Binding("r", "app.runs", "Runs", id="home-runs"),
         Binding("c", "chat", "Chat", id="home-chat"),
         Binding("m", "monitor", "Monitor run", id="home-monitor"),
@@ -87,6 +92,7 @@ class HomeScreen(Screen):
         with Horizontal(id="home-body"):
             actions = OptionList(
                 Option("New fine-tune      n", id="new"),
+                Option("Try the demo       d", id="demo"),
                 Option("Runs               r", id="runs"),
                 Option("Chat               c", id="chat"),
                 Option("Quit          ctrl+q", id="quit"),
@@ -97,11 +103,11 @@ class HomeScreen(Screen):
                 yield actions
                 yield Static(HOW, id="home-how")
             with Vertical(id="home-runs-box") as box:
-                box.border_title = "Runs (running first) — enter: monitor"
+                box.border_title = "Runs — enter: monitor · c: chat"
                 table: DataTable = DataTable(id="home-runs", cursor_type="row", zebra_stripes=False)
                 table.add_columns("run", "state", "step", "model", "age")
                 yield table
-                yield Static("no runs yet — press n to start one", id="home-empty")
+                yield Static(NO_RUNS, id="home-empty")
         yield Static("", id="home-status")
         yield Footer()
 
@@ -137,6 +143,11 @@ class HomeScreen(Screen):
                     if str(value) != str(before):
                         table.update_cell(r.run_id, col, value)
         self.query_one("#home-empty").display = not rows
+        if rows and not getattr(self, "_runs_focused", False):
+            # the first time runs are listed, enter and c act on the highlighted run
+            self._runs_focused = True
+            if self.focused is self.query_one("#home-actions"):
+                table.focus()
 
     @staticmethod
     def _cells(r: RunRow) -> tuple:
@@ -147,7 +158,8 @@ class HomeScreen(Screen):
     def _load_gpu(self) -> None:
         gpu = self.app.services.detect_gpu()
         text = (f"GPU: {gpu.name}, {gpu.total_gib:.1f} GiB ({gpu.free_gib:.1f} GiB free)" if gpu
-                else "GPU: no NVIDIA GPU detected (NVML) — training runs on the CPU; estimates still work")
+                else "GPU: no NVIDIA GPU detected (NVML) — training runs on the CPU; estimates still work; "
+                     "d tries the offline demo")
         self.app.call_from_thread(self.query_one("#home-status", Static).update, text)
 
     def selected_run(self) -> RunRow | None:
@@ -160,8 +172,8 @@ class HomeScreen(Screen):
     # -- actions --------------------------------------------------------------------------------
     @on(OptionList.OptionSelected, "#home-actions")
     def _action_chosen(self, event: OptionList.OptionSelected) -> None:
-        {"new": self.app.action_new_run, "runs": self.app.action_runs, "chat": self.action_chat,
-         "quit": self.app.exit}[event.option.id]()
+        {"new": self.app.action_new_run, "demo": self.app.action_try_demo, "runs": self.app.action_runs,
+         "chat": self.action_chat, "quit": self.app.exit}[event.option.id]()
 
     @on(DataTable.RowSelected, "#home-runs")
     def _run_chosen(self, event: DataTable.RowSelected) -> None:
@@ -175,7 +187,8 @@ class HomeScreen(Screen):
         self.app.open_run(run.path)
 
     def action_chat(self) -> None:
-        run = self.selected_run() if self.query_one("#home-runs", DataTable).has_focus else None
+        """Chat with the highlighted run; with no runs, ask what to chat with."""
+        run = self.selected_run()
         self.app.action_chat(run.path if run else None)
 
 

@@ -69,7 +69,8 @@ class MonitorScreen(Screen):
         Binding("l", "toggle_log_scale", "Log scale", id="monitor-log-scale"),
         Binding("escape,q", "close", "Back", id="monitor-back"),
     ]
-    HELP = "Live view of a training run. It only reads the run directory: leaving it never stops training."
+    HELP_TITLE = "Monitor"
+    HELP_TEXT = "Live view of a training run. It only reads the run directory: leaving it never stops training."
 
     POLL = 0.2  # seconds between looks at the run directory
     STATUS_EVERY = 1.0  # status.json + pid liveness + checkpoints

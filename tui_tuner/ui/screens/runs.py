@@ -97,7 +97,8 @@ class RunsScreen(Screen):
         Binding("d,delete", "delete", "Delete", id="runs-delete"),
         Binding("escape,q", "close", "Back", id="runs-back"),
     ]
-    HELP = "All runs in the runs folder. Deleting removes the run directory (checkpoints and adapter too)."
+    HELP_TITLE = "Runs"
+    HELP_TEXT = "All runs in the runs folder. Deleting removes the run directory (checkpoints and adapter too)."
     REFRESH = 2.0
 
     class Loaded(Message):

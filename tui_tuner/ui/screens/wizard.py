@@ -54,7 +54,7 @@ class WizardScreen(Screen):
         Binding("escape", "back", "Back", id="wizard-back"),
     ]
 
-    def __init__(self, state: WizardState | None = None) -> None:
+    def __init__(self, state: WizardState | None = None, start: str | None = None) -> None:
         super().__init__()
         self.state = state or WizardState()
         self.index = 0
@@ -67,6 +67,8 @@ class WizardScreen(Screen):
 
         self.steps: list[WizardStep] = [cls(self.state) for cls in (ModelStep, VramStep, DatasetStep,
                                                                      HparamsStep, ReviewStep)]
+        if start is not None:  # e.g. the home screen's demo key opens the review, ready to launch
+            self.index = next(i for i, s in enumerate(self.steps) if s.step_id == start)
 
     @property
     def current(self) -> WizardStep:
@@ -74,7 +76,7 @@ class WizardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield StepIndicator(id="wizard-steps")
-        with ContentSwitcher(initial=self.steps[0].step_id):
+        with ContentSwitcher(initial=self.current.step_id):
             yield from self.steps
         yield Static("", id="wizard-msg")
         yield Footer()

@@ -146,6 +146,8 @@ class DatasetStep(WizardStep):
     def first_focus(self):
         return self.query_one("#e-data-path")
 
+    inspecting = False  # an inspection child process is running
+
     def on_mount(self) -> None:
         self._timer: Timer | None = None
         self.query_one("#ds-spinner").display = False
@@ -195,7 +197,11 @@ class DatasetStep(WizardStep):
 
     @work(exclusive=True, group="ds-inspect", exit_on_error=False)
     async def _inspect(self, cfg: Any, key: str) -> None:
-        res = await self.services.inspect_data(cfg, on_progress=self._progress)
+        self.inspecting = True
+        try:
+            res = await self.services.inspect_data(cfg, on_progress=self._progress)
+        finally:
+            self.inspecting = False
         self.query_one("#ds-spinner").display = False
         if key != self.state.data_settings_key():
             return  # settings changed meanwhile; a newer inspection follows
@@ -206,6 +212,7 @@ class DatasetStep(WizardStep):
         self.state.data_key = key
         self.state.data_error = None
         self._show_result()
+        self.screen.config_changed(["data report"])  # the step count and time on later steps follow
 
     def _progress(self, message: str) -> None:
         self._set_status(Text(f"inspecting: {message}"))
@@ -218,6 +225,8 @@ class DatasetStep(WizardStep):
         self.query_one("#ds-report", Static).update("")
         self.query_one("#ds-examples", Static).update("")
         self.query_one("#f-data-path", ConfigField).show_error(message)
+        if self.screen.current is not self:
+            self.screen.config_changed(["data report"])
 
     def extra_errors(self) -> dict[str, str]:
         return {"data.path": self.state.data_error} if self.state.data_error else {}
