@@ -45,7 +45,7 @@ LOG_RESET = object()  # marker in the pending log lines: train.log was replaced
 class MonitorScreen(Screen):
     DEFAULT_CSS = """
     MonitorScreen { layout: vertical; }
-    MonitorScreen #run-title { height: 1; padding: 0 1; }
+    MonitorScreen #run-title { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     MonitorScreen #run-stats { height: 1; padding: 0 1; color: $text-muted; }
     MonitorScreen #banner { height: auto; max-height: 3; padding: 0 1; display: none; }
     MonitorScreen #banner.show { display: block; }
@@ -312,8 +312,8 @@ class MonitorScreen(Screen):
         if st is not None:
             if st.model:
                 parts.append(f"model {escape(str(st.model))}")
-            if st.dataset:
-                parts.append(f"data {escape(str(st.dataset))}")
+            if st.dataset:  # the file's name: a long path would be cut to "data" on a narrow terminal
+                parts.append(f"data {escape(Path(str(st.dataset)).name or str(st.dataset))}")
         elif self.status_error:
             parts.append(escape(self.status_error))
         return "  ".join(parts)
@@ -437,12 +437,14 @@ class MonitorScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A key that cannot act is not offered at all (False hides it from the footer; a dimmed key
+        # that does nothing when pressed reads as broken).
         if action == "stop":
-            return True if self.active and not self.stopping else None
+            return self.active and not self.stopping
         if action == "resume":
-            return True if (self.state in ("stopped", "interrupted", "failed") and self.last_checkpoint) else None
+            return self.state in ("stopped", "interrupted", "failed") and bool(self.last_checkpoint)
         if action == "chat":
-            return True if (self.has_adapter or self.last_checkpoint) else None
+            return bool(self.has_adapter or self.last_checkpoint)
         return True
 
     def action_close(self) -> None:
