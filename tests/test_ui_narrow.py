@@ -36,3 +36,57 @@ async def test_monitor_of_a_run_without_steps_fits_80x24(fresh_home):
             assert chart.chart_title in rows[0] and "no steps yet" in rows[1]
         text = screen_text(app)
         assert "grad norm" in text and "no steps yet" in text
+
+
+def _runs(home, n: int = 3):
+    from tui_tuner import paths
+    from tui_tuner.rundir import RunDir, Status
+
+    now = time.time()
+    for i in range(n):
+        r = RunDir(paths.runs_dir() / f"2026010{i + 1}-120000-customer-support-bot-v{i + 1}")
+        r.path.mkdir(parents=True)
+        r.write_status(Status(run_id=r.run_id, state="interrupted", step=180, total_steps=180,
+                              model="Qwen/Qwen2.5-7B-Instruct", best_eval_loss=1.2345,
+                              dataset="/home/someone/projects/datasets/customer-support/coffee-shop-questions.csv",
+                              started_at=now - 3600 * (i + 1), ended_at=now - 3000 * (i + 1)))
+
+
+async def test_home_runs_table_keeps_every_column_at_80x24(fresh_home):
+    from tui_tuner.ui.app import TunerApp
+
+    _runs(fresh_home)
+    app = TunerApp()
+    async with app.run_test(size=SMALL) as pilot:
+        table = app.screen.query_one("#home-runs")
+        await wait_until(pilot, lambda: table.row_count == 3, what="runs listed")
+        await pilot.pause()
+        assert table.size.width < 60  # narrower than the rows' natural width: they had to be fitted
+        assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width - 1
+        cells = [[str(c) for c in table.get_row_at(i)] for i in range(3)]
+        assert [c[4] for c in cells] == ["3.0 h", "2.0 h", "1.0 h"]  # the age is all there
+        assert all(c[2] == "180/180" and c[1] == "interrupted" for c in cells)
+        assert [c[0][-6:] for c in cells] == ["bot-v3", "bot-v2", "bot-v1"]  # ids keep their ends
+
+
+async def test_runs_screen_keeps_elapsed_at_100_and_80_columns(fresh_home):
+    from textual.app import App
+
+    from tui_tuner.ui.screens.runs import RunsScreen
+
+    _runs(fresh_home)
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(RunsScreen())
+
+    for size in ((100, 30), SMALL):
+        app = Host()
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.screen.query_one("#runs-table").row_count == 3, what="runs")
+            await pilot.pause()
+            table = app.screen.query_one("#runs-table")
+            assert sum(c.get_render_width(table) for c in table.columns.values()) <= table.size.width - 1, size
+            cells = [[str(c) for c in table.get_row_at(i)] for i in range(3)]
+            assert [c[7] for c in cells] == ["30m00s", "20m00s", "10m00s"], size  # Elapsed, whole
+            assert all(c[6].count(":") == 1 for c in cells)  # Started: "12-02 04:37", not cut

@@ -351,7 +351,9 @@ async def test_home_without_runs_offers_the_demo_and_d_opens_it_ready_to_launch(
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: "GPU:" in screen_text(app), what="the GPU line")
         text = screen_text(app)
-        assert "try the offline demo" in text and "nothing downloaded" in text and "d Demo" in text
+        empty = app.screen.query_one("#home-empty")
+        assert empty.display and "d to try the offline demo" in str(empty.content)
+        assert "nothing downloaded" in str(empty.content) and "d Demo" in text
         await pilot.press("d")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="the wizard")
         scr = wizard(app)

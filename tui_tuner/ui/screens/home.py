@@ -61,6 +61,7 @@ HOW = ("A new fine-tune walks through: model → VRAM fit → dataset → hyperp
        "Training runs in the background: closing this app or the SSH session does not stop it.")
 
 
+COLUMNS = ("run", "state", "step", "model", "age")
 NO_RUNS = ("no runs yet — press n to start one, or d to try the offline demo: a tiny model learns a bundled "
            "FAQ on the CPU in about a minute (no GPU, nothing downloaded), then chat with it")
 
@@ -71,7 +72,7 @@ class HomeScreen(Screen):
     DEFAULT_CSS = """
     HomeScreen #home-title { height: 1; padding: 0 1; background: $primary; color: $text; text-style: bold; }
     HomeScreen #home-body { height: 1fr; }
-    HomeScreen #home-left { width: 30; }
+    HomeScreen #home-left { width: 24; }
     HomeScreen #home-actions { border: round $primary; height: auto; }
     HomeScreen #home-how { color: $text-muted; padding: 1 1 0 1; height: 1fr; }
     HomeScreen #home-runs-box { width: 1fr; border: round $secondary; }
@@ -91,11 +92,11 @@ class HomeScreen(Screen):
         yield Static("tui-tuner — fine-tune an open LLM with QLoRA on one GPU", id="home-title")
         with Horizontal(id="home-body"):
             actions = OptionList(
-                Option("New fine-tune      n", id="new"),
-                Option("Try the demo       d", id="demo"),
-                Option("Runs               r", id="runs"),
-                Option("Chat               c", id="chat"),
-                Option("Quit          ctrl+q", id="quit"),
+                Option("New fine-tune    n", id="new"),
+                Option("Try the demo     d", id="demo"),
+                Option("Runs             r", id="runs"),
+                Option("Chat             c", id="chat"),
+                Option("Quit        ctrl+q", id="quit"),
                 id="home-actions",
             )
             actions.border_title = "Start"
@@ -105,7 +106,7 @@ class HomeScreen(Screen):
             with Vertical(id="home-runs-box") as box:
                 box.border_title = "Runs — enter: monitor · c: chat"
                 table: DataTable = DataTable(id="home-runs", cursor_type="row", zebra_stripes=False)
-                table.add_columns("run", "state", "step", "model", "age")
+                table.add_columns(*COLUMNS)
                 yield table
                 yield Static(NO_RUNS, id="home-empty")
         yield Static("", id="home-status")
@@ -125,21 +126,28 @@ class HomeScreen(Screen):
         self.app.call_from_thread(self._show_runs, rows)
 
     def _show_runs(self, rows: list[RunRow]) -> None:
+        from tui_tuner.ui.widgets.table_fit import fit_rows, reset_widths
+
         table = self.query_one("#home-runs", DataTable)
         self.runs = {r.run_id: r for r in rows}
+        self._rows = rows
         keys = [r.run_id for r in rows]
         current = [str(k.value) for k in table.rows]
-        if current != keys:
+        # on a narrow terminal the run id gives way first, then the model: "age" stays on screen
+        cells = fit_rows(table, COLUMNS, [list(self._cells(r)) for r in rows], order=(3, 0), middle=(0,))
+        if current != keys or table.size.width != getattr(self, "_fitted_width", None):
+            self._fitted_width = table.size.width
             cursor = table.cursor_row
             table.clear()
-            for r in rows:
-                table.add_row(*self._cells(r), key=r.run_id)
+            reset_widths(table)
+            for r, c in zip(rows, cells):
+                table.add_row(*c, key=r.run_id)
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1))
         else:  # only what changed: no redraw every tick
-            for r in rows:
+            for r, c in zip(rows, cells):
                 old = table.get_row(r.run_id)
-                for col, value, before in zip(table.columns, self._cells(r), old):
+                for col, value, before in zip(table.columns, c, old):
                     if str(value) != str(before):
                         table.update_cell(r.run_id, col, value)
         self.query_one("#home-empty").display = not rows
@@ -149,10 +157,15 @@ class HomeScreen(Screen):
             if self.focused is self.query_one("#home-actions"):
                 table.focus()
 
+    def on_resize(self) -> None:
+        if getattr(self, "_rows", None) is not None:
+            self.call_after_refresh(lambda: self._show_runs(self._rows))
+
     @staticmethod
     def _cells(r: RunRow) -> tuple:
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, r.model or "-", r.age)
+        model = (r.model or "-").rstrip("/").rsplit("/", 1)[-1]  # Qwen/Qwen2.5-7B-Instruct → Qwen2.5-7B-Instruct
+        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, model, r.age)
 
     @work(thread=True, exclusive=True, group="home-gpu", exit_on_error=False)
     def _load_gpu(self) -> None:
