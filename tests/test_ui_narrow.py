@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ui_fixtures import screen_text, wait_until
+from ui_fixtures import screen_lines, screen_text, wait_until
 
 from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
@@ -90,3 +90,17 @@ async def test_runs_screen_keeps_elapsed_at_100_and_80_columns(fresh_home):
             cells = [[str(c) for c in table.get_row_at(i)] for i in range(3)]
             assert [c[7] for c in cells] == ["30m00s", "20m00s", "10m00s"], size  # Elapsed, whole
             assert all(c[6].count(":") == 1 for c in cells)  # Started: "12-02 04:37", not cut
+
+
+async def test_chat_footer_shows_every_key_at_80x24(trained_demo_run):
+    from chat_fixtures import fake_client_factory
+
+    from tui_tuner.ui.screens.chat import make_chat_app
+
+    app = make_chat_app(str(trained_demo_run.path), client_factory=fake_client_factory("normal"))
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_until(pilot, lambda: app.screen.state == "ready", what="ready")
+        await pilot.pause(0.2)
+        footer = next(line for line in screen_lines(app)[::-1] if "^b" in line)
+        for key in ("esc Stop/back", "^b Compare", "f2 Panel", "^s Save", "^o Export", "^q Quit", "f1 Help"):
+            assert key in footer, (key, footer)

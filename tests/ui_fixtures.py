@@ -56,6 +56,26 @@ def screen_text(app) -> str:
     return html.unescape(text).replace("\xa0", " ")
 
 
+def screen_lines(app) -> list[str]:
+    """The visible screen as rows of text, as a user reads it (the screenshot's text pieces put back
+    on their rows and columns)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        x, y = float(m.group(1)), float(m.group(2))
+        rows.setdefault(y, []).append((x, html.unescape(m.group(3)).replace("\xa0", " ")))
+    out = []
+    for y in sorted(rows):
+        line = ""
+        for x, t in sorted(rows[y]):
+            line = line.ljust(int(round(x / 12.2))) + t
+        out.append(line.rstrip())
+    return out
+
+
 def wizard(app):
     from tui_tuner.ui.screens.wizard import WizardScreen
 
