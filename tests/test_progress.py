@@ -301,3 +301,17 @@ def test_follow_events_skips_what_was_printed_before_a_resume_rewrite(tmp_path):
     assert steps == ["1/?", "2/?", "3/?", "4/?", "5/?", "6/?", "7/?", "8/?", "7/8", "8/8"]
     assert "resumed from checkpoint-6 at step 6 of 8" in lines
     assert lines[-1] == "state: completed"
+
+
+def test_dataset_event_reads_as_words_not_python_dicts():
+    from tui_tuner.progress import format_event
+
+    # exactly what tui_tuner/worker/train.py writes (the inspect report's mappings)
+    ev = {"type": "dataset", "format": "messages",
+          "rows": {"read": 40, "train": 35, "val": 1, "dropped": 4, "truncated": 1},
+          "dropped": {"bad_rows": 0, "empty": 1, "no_assistant": 0, "duplicates": 2, "disclaimers": 1},
+          "tokens": {"train": 1706, "val": 26, "trained": 1105, "p50": 46}, "truncated": 1}
+    line = format_event(ev)
+    assert line == ("dataset: 40 rows read → 35 train + 1 validation, format messages, dropped 1 empty, "
+                    "2 duplicates, 1 disclaimers, 1 truncated, 1,706 tokens per epoch (1,105 trained)")
+    assert "{" not in line

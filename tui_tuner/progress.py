@@ -387,6 +387,41 @@ def fmt_bytes(n: float | None, unit: str = "GiB") -> str:
     return f"{n / div:.1f} {unit}" if unit == "GiB" else f"{n / div:.0f} {unit}"
 
 
+def _dataset_bits(ev: dict) -> list[str]:
+    """The worker's dataset event in words: rows, tokens and drops are the inspect report's mappings
+    ({'read': 36, 'train': 36, …}); older runs wrote plain numbers."""
+    rows, dropped, tokens = ev.get("rows"), ev.get("dropped"), ev.get("tokens")
+    bits = []
+    if isinstance(rows, dict):
+        r = f"{rows.get('read', '?'):,} rows read → {rows.get('train', '?'):,} train" if isinstance(
+            rows.get("read"), int) and isinstance(rows.get("train"), int) else f"{rows.get('train', '?')} train rows"
+        if rows.get("val"):
+            r += f" + {rows['val']:,} validation"
+        bits.append(r)
+    else:
+        bits.append(f"{rows:,} rows" if isinstance(rows, int) else f"{rows} rows")
+    if ev.get("format"):
+        bits.append(f"format {ev['format']}")
+    if isinstance(dropped, dict):
+        gone = [f"{v:,} {k.replace('_', ' ')}" for k, v in dropped.items() if isinstance(v, int) and v]
+        if gone:
+            bits.append("dropped " + ", ".join(gone))
+    elif dropped:
+        bits.append(f"{dropped} dropped")
+    truncated = ev.get("truncated")
+    if isinstance(truncated, int) and truncated:
+        bits.append(f"{truncated:,} truncated")
+    if isinstance(tokens, dict):
+        if isinstance(tokens.get("train"), int):
+            tok = f"{tokens['train']:,} tokens per epoch"
+            if isinstance(tokens.get("trained"), int):
+                tok += f" ({tokens['trained']:,} trained)"
+            bits.append(tok)
+    elif isinstance(tokens, int):
+        bits.append(f"{tokens:,} tokens")
+    return bits
+
+
 def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
     """One progress line per interesting event (None for samples that would only be noise)."""
     t = ev.get("type")
@@ -433,14 +468,7 @@ def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
             msg += f" ({ev['hint']})"
         return msg
     if t == "dataset" and ev.get("rows") is not None:
-        bits = [f"{ev['rows']:,} rows" if isinstance(ev["rows"], int) else f"{ev['rows']} rows"]
-        if ev.get("format"):
-            bits.append(f"format {ev['format']}")
-        if ev.get("dropped"):
-            bits.append(f"{ev['dropped']} dropped")
-        if isinstance(ev.get("tokens"), int):
-            bits.append(f"{ev['tokens']:,} tokens")
-        return "dataset: " + ", ".join(bits)
+        return "dataset: " + ", ".join(_dataset_bits(ev))
     if t == "model" and ev.get("trainable_params"):
         return (f"model: {ev.get('path')}  {ev['trainable_params']:,} trainable of {ev.get('total_params', 0):,} "
                 f"parameters" + ("  (4-bit)" if ev.get("load_in_4bit") else ""))
