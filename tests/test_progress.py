@@ -315,3 +315,31 @@ def test_dataset_event_reads_as_words_not_python_dicts():
     assert line == ("dataset: 40 rows read → 35 train + 1 validation, format messages, dropped 1 empty, "
                     "2 duplicates, 1 disclaimers, 1 truncated, 1,706 tokens per epoch (1,105 trained)")
     assert "{" not in line
+
+
+def test_log_tail_leaves_out_progress_bars_and_library_warnings_and_counts_them(tmp_path):
+    from tui_tuner.progress import LogTail
+
+    log = tmp_path / "train.log"
+    # as a real demo run's train.log reads (transformers 5, bitsandbytes on CPU)
+    log.write_text(
+        "[05:26:30] loading model in 4-bit nf4\n"
+        "Loading weights:   0%|          | 0/39 [00:00<?, ?it/s]\rLoading weights: 100%|██████████| 39/39 "
+        "[00:02<00:00, 15.88it/s]\n"
+        "/x/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `is_gradient_checkpointing` is "
+        "deprecated and will be removed in v6.\n"
+        "  warnings.warn(\n"
+        "[05:26:35] training started: 180 steps\n"
+        "/x/site-packages/bitsandbytes/optim/optimizer.py:518: UserWarning: Paged optimizers are not supported "
+        "on CPU. Falling back to non-paged optimizer behavior.\n"
+        '  state["state1"] = self.get_state_buffer(p, dtype=torch.uint8)\n'
+        "[05:26:44] step 1/180  loss 7.8981\n"
+        "Traceback (most recent call last):\n"
+        '  File "train.py", line 3, in <module>\n',
+        encoding="utf-8")
+    tail = LogTail(log)
+    lines, _ = tail.read_new()
+    assert lines == ["[05:26:30] loading model in 4-bit nf4", "[05:26:35] training started: 180 steps",
+                     "[05:26:44] step 1/180  loss 7.8981", "Traceback (most recent call last):",
+                     '  File "train.py", line 3, in <module>']  # a real error keeps its indented lines
+    assert tail.hidden == 2

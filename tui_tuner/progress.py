@@ -37,6 +37,11 @@ LOG_NOISE = (
     re.compile(r"No module named 'kernels'"),
 )
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Library chatter a user cannot act on: a progress bar's last state ("Loading weights: 100%|███| 39/39
+# [00:02<00:00, …]") and Python warnings ("…/modeling_utils.py:3312: FutureWarning: …", followed by
+# the indented source line the warning points at). They stay in train.log; the tail counts them.
+_TQDM = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")
+_PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 
 
 class EventTail:
@@ -126,10 +131,21 @@ class LogTail:
         new = []
         for line in parts:
             line = _ANSI.sub("", line.split("\r")[-1]).rstrip()  # progress bars redraw with \r
-            if line and not any(p.search(line) for p in LOG_NOISE):
-                new.append(line)
+            if not line or any(p.search(line) for p in LOG_NOISE):
+                continue
+            after_warning, self._after_warning = self._after_warning, False
+            if _PY_WARNING.match(line):
+                self._after_warning = True
+                self.hidden += 1
+                continue
+            if (after_warning and line.startswith(" ")) or _TQDM.search(line):
+                continue
+            new.append(line)
         self.lines.extend(new)
         return new, reset
+
+    hidden = 0  # library warnings left out of the tail (they stay in train.log)
+    _after_warning = False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -169,6 +169,7 @@ class MonitorScreen(Screen):
                 self.history.apply_all(events, reset)
                 changed = True
             lines, log_reset = log.read_new()
+            self.log_hidden = log.hidden
             if log_reset:
                 self._pending_log.append(LOG_RESET)
             if lines:
@@ -367,10 +368,16 @@ class MonitorScreen(Screen):
             out.append(f"[dim]+{len(warnings) - len(shown)} earlier (tui-tuner logs {escape(self.run.run_id)})[/]")
         return "\n".join(out)
 
+    log_hidden = 0  # library warnings the tail left out
+
     def _flush_log(self) -> None:
         if not self._pending_log:
             return
         log = self.query_one("#log", LogTailView)
+        title = "train.log" + (f" · {self.log_hidden} library warning{'s' if self.log_hidden != 1 else ''} "
+                               "not shown" if self.log_hidden else "")
+        if log.border_title != title:
+            log.border_title = title
         batch: list[str] = []
         while self._pending_log:
             item = self._pending_log.popleft()
