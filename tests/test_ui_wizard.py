@@ -179,9 +179,9 @@ async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(f
         await pilot.press("ctrl+u")
         burst(pilot, *missing)
         await pilot.press("ctrl+r")  # re-inspect at once: it must use the whole path
-        status = scr.query_one("#ds-status")
-        await wait_until(pilot, lambda: "file not found" in str(status.content), what=lambda: status.content)
-        assert f"file not found: {missing} " in str(status.content) + " "
+        await wait_until(pilot, lambda: "file not found" in (field_error(app, "data.path") or ""),
+                         what=lambda: field_error(app, "data.path"))
+        assert f"file not found: {missing} " in field_error(app, "data.path")
         assert scr.query_one("#e-data-path").value == missing
         assert scr.state.get("data.path") == missing
         idle_cpu = await cpu_seconds_while_idle(pilot, 1.5)
@@ -413,3 +413,64 @@ async def test_choosing_the_demo_model_applies_its_preset_and_another_model_undo
         await wait_until(pilot, lambda: scr.state.get("train.learning_rate") == 2e-4, what="the defaults back")
         assert scr.state.preset is None and scr.state.get("train.num_epochs") == 1
         assert scr.state.get("data.max_length") == 1024
+
+
+def plain(widget) -> str:
+    """What a Static shows, as text (its rich renderable printed without colour)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(widget.content)
+    return out.getvalue()
+
+
+async def test_dataset_step_pages_examples_shows_the_detected_mapping_and_clears_old_numbers(fresh_home, tmp_path):
+    import asyncio
+    import copy
+
+    from ui_fixtures import RECORDED_REPORT, fixed_state, make_fixed_services
+
+    from tui_tuner.ui.bridge import BridgeResult
+
+    report = copy.deepcopy(RECORDED_REPORT)
+    report["examples"] = [copy.deepcopy(report["examples"][i % 2]) for i in range(7)]
+    report["examples"][5]["segments"][0]["text"] = "<|user|>\n拿铁是什么？<|end|>\n<|assistant|>\n"
+    services = make_fixed_services(data_report=report)
+    gate = asyncio.Event()
+    gate.set()
+
+    async def slow_inspect(cfg, on_progress=None, examples=3):
+        assert examples >= 6  # more than one page is asked for
+        await gate.wait()
+        return BridgeResult(ok=True, data=report)
+
+    services.inspect_data = slow_inspect
+    app = TunerApp(services, start="wizard", wizard_state=fixed_state())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen" and app.screen.state.gpu_checked)
+        scr = wizard(app)
+        scr.go(2)
+        await wait_until(pilot, lambda: scr.state.data_result is not None, what="the report")
+        examples = scr.query_one("#ds-examples")
+        assert "1–3 of 7; ctrl+t: more" in plain(examples)
+        assert scr.query_one("#e-data-columns").placeholder == "detected: messages=messages"
+        await pilot.press("ctrl+t", "ctrl+t")
+        shown = plain(examples)
+        assert "7–7 of 7" in shown and "example 7" in shown and "example 1" not in shown
+        await pilot.press("ctrl+t")
+        assert "1–3 of 7" in plain(examples)
+        await pilot.press("ctrl+t")
+        assert "拿铁是什么" in plain(examples)  # the Chinese row is reachable
+
+        other = tmp_path / "other.jsonl"
+        other.write_text('{"prompt": "a", "completion": "b"}\n', encoding="utf-8")
+        gate.clear()  # the next inspection hangs until released
+        scr.query_one("#e-data-path").focus()
+        await pilot.press("ctrl+u", *str(other), "ctrl+r")
+        await wait_until(pilot, lambda: "inspecting" in str(scr.query_one("#ds-status").render()), what="spinner")
+        assert plain(scr.query_one("#ds-report")).strip() == ""  # no numbers of the old file
+        assert plain(scr.query_one("#ds-examples")).strip() == ""
+        gate.set()
+        await wait_until(pilot, lambda: scr.state.data_result is not None, what="the new report")
