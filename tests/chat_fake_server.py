@@ -5,7 +5,10 @@ tests can show what cannot happen on demand with a real model on CPU: a slow loa
 out-of-memory crash mid-reply, a burst of thousands of tiny tokens. The real process is tested in
 test_inference_server.py and test_chat_pane.py.
 
-    python chat_fake_server.py SCRIPT [--load-seconds S] [--tokens N] [--token-interval S]
+    python chat_fake_server.py SCRIPT [--load-seconds S] [--hold-until PATH] [--tokens N] [--token-interval S]
+
+--hold-until: stay loading (after the progress lines) until PATH exists, so a test decides when
+loading ends instead of racing a timer.
 
 SCRIPT: normal | oom-crash
 """
@@ -25,6 +28,7 @@ def main() -> int:
     ap.add_argument("--load-seconds", type=float, default=0.0)
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--token-interval", type=float, default=0.01)
+    ap.add_argument("--hold-until", default=None)
     args = ap.parse_args()
     lock = threading.Lock()
 
@@ -37,6 +41,11 @@ def main() -> int:
     for i, step in enumerate(steps):
         emit(event="progress", message=step, fraction=(i + 1) / (len(steps) + 1))
         time.sleep(args.load_seconds / len(steps))
+    if args.hold_until:
+        import os
+
+        while not os.path.exists(args.hold_until):
+            time.sleep(0.02)
     emit(event="ready", info={"target": {"kind": "run", "checkpoints": ["checkpoint-2", "final"]},
                               "adapter": "final", "device": "cuda", "load_in_4bit": True, "quant_type": "nf4",
                               "chat_template_source": "run (final)", "model_path": "fake"})

@@ -200,22 +200,51 @@ async def test_killed_process_restart_and_closing_ends_it(trained_demo_run):
 # -- scripted backend (UI-only behaviour) -------------------------------------------------------------
 
 
-async def test_loading_progress_and_a_prompt_sent_too_early(trained_demo_run):
-    app = _app(trained_demo_run, client_factory=fake_client_factory("normal", load_seconds=1.5))
+async def test_loading_progress_and_a_prompt_sent_too_early(trained_demo_run, tmp_path):
+    loaded = tmp_path / "loaded"  # the scripted process stays loading until this file exists
+    app = _app(trained_demo_run, client_factory=fake_client_factory("normal", hold_until=loaded))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = pilot.app.screen
-        await wait_until(pilot, lambda: screen.state == "loading", timeout=20, what="loading")
+        await wait_until(pilot, lambda: screen.state == "loading", what="loading")
+        await wait_until(pilot, lambda: "loading adapter final" in _status(screen), what="the last loading step")
         assert _status(screen).startswith("loading: ") and screen.query_one("#chat-progress").display
         screen.query_one("#chat-prompt", Input).value = "early"
         await pilot.press("enter")
         assert screen.query_one("#chat-prompt", Input).value == "early"
         assert any("still loading" in n.message for n in pilot.app._notifications)
-        await wait_until(pilot, lambda: screen.state == "ready", timeout=20, what="ready")
+        loaded.touch()
+        await wait_until(pilot, lambda: screen.state == "ready", what="ready")
         assert not screen.query_one("#chat-progress").display and _status(screen).startswith("ready")
         await pilot.press("enter")
         await wait_until(pilot, lambda: screen.active is None and screen.conversation.turns
                          and screen.conversation.turns[-1].replies[TUNED].finish, what="reply")
         assert screen.conversation.turns[-1].replies[TUNED].text.startswith("w1 w2 ")
+
+
+async def test_f2_hides_the_settings_and_the_focus_goes_back_to_the_message_box(trained_demo_run):
+    app = _app(trained_demo_run, client_factory=fake_client_factory("normal"))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        system = screen.query_one("#chat-system")
+        system.focus()  # as if tabbed into the system prompt
+        await pilot.pause()
+        await pilot.press("f2")
+        await pilot.pause()
+        assert screen.has_class("no-settings") and not screen.settings.display
+        assert pilot.app.focused is screen.query_one("#chat-prompt", Input)
+        await pilot.press(*"What is latte?", "enter")
+        await wait_until(pilot, lambda: screen.active is None and screen.conversation.turns
+                         and screen.conversation.turns[-1].replies[TUNED].finish, what="reply")
+        assert screen.conversation.turns[-1].user == "What is latte?"
+        assert system.text == "" and screen.conversation.system == ""
+        for _ in range(12):  # tab never reaches a hidden control
+            await pilot.press("tab")
+            assert screen.settings not in pilot.app.focused.ancestors_with_self
+        await pilot.press("f2")  # shown again: reachable again
+        await pilot.pause()
+        system.focus()
+        await pilot.pause()
+        assert pilot.app.focused is system
 
 
 async def test_out_of_memory_crash_is_a_message_not_a_dead_app(trained_demo_run):

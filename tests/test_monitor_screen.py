@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 
+from ui_fixtures import screen_text
+
 from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
 from tui_tuner.ui.widgets.gpu_panel import NO_GPU
@@ -74,8 +76,9 @@ async def test_replay_of_a_recorded_gpu_run_shows_everything():
         gpu = text_of(scr, "#gpu")
         for expected in ("NVIDIA GeForce RTX 4090", "96% @ 2505 MHz", "8.5/24.0 GiB", "67°C", "fan N/A",
                          "388/450 W", "estimate 8.9 GiB", "peak   8.1 GiB (reserved 8.7)", "4242 worker",
-                         "1187", "worker CPU 102%"):
+                         "1187", "worker exited · RAM was 3.0 GiB"):
             assert expected in gpu, expected
+        assert "worker CPU" not in gpu  # the last sample's 102 % would read as a busy worker
         warnings = text_of(scr, "#warnings-text")
         assert "overfitting @100" in warnings and "checkpoint-60" in warnings and "(computed)" not in warnings
         log = "\n".join(scr.query_one("#log").lines)
@@ -86,8 +89,11 @@ async def test_replay_of_a_recorded_gpu_run_shows_everything():
         assert train.x[0] == 1 and train.x[-1] == 120 and len(train.x) <= max(40, loss.size.width) + 1
         assert loss.lines[2].x == [20, 40, 60, 80, 100, 120]
         assert scr.query_one("#lr-chart", MetricChart).lines[0].x[-1] == 120
-        # completed, no checkpoint directories left: nothing to resume or stop
-        assert scr.check_action("stop", ()) is None and scr.check_action("resume", ()) is None
+        # completed, no checkpoint directories left: nothing to resume or stop, and neither key is offered
+        assert scr.check_action("stop", ()) is False and scr.check_action("resume", ()) is False
+        await pilot.pause()
+        footer = next(line for line in screen_text(app).splitlines()[::-1] if "Back" in line)
+        assert "Stop" not in footer and "Resume" not in footer and "Back" in footer
 
 
 async def test_no_gpu_run_says_so_and_computes_warnings_for_old_runs():
@@ -97,7 +103,7 @@ async def test_no_gpu_run_says_so_and_computes_warnings_for_old_runs():
         scr = app.screen
         assert scr.has_class("-compact")
         gpu = text_of(scr, "#gpu")
-        assert NO_GPU in gpu and "peak   N/A (CPU run)" in gpu and "worker CPU" in gpu
+        assert NO_GPU in gpu and "peak   N/A (CPU run)" in gpu and "worker exited" in gpu
         warnings = text_of(scr, "#warnings-text")
         assert "loss_spike @30" in warnings and "(computed)" in warnings
         assert "stopped at step 40" in text_of(scr, "#banner")
@@ -166,7 +172,7 @@ async def test_killed_worker_shows_interrupted_and_offers_resume(tmp_path):
                                     and app.screen.shown_step == 8 and app.screen.state == "running")
             scr = app.screen
             assert "ETA" in text_of(scr, "#progress")
-            assert scr.check_action("stop", ()) is True and scr.check_action("resume", ()) is None
+            assert scr.check_action("stop", ()) is True and scr.check_action("resume", ()) is False
             os.kill(writer.pid, signal.SIGKILL)
             writer.wait()
             assert await wait_until(pilot, lambda: scr.state == "interrupted", timeout=10)
@@ -174,7 +180,7 @@ async def test_killed_worker_shows_interrupted_and_offers_resume(tmp_path):
             assert "INTERRUPTED" in text_of(scr, "#run-title")
             banner = text_of(scr, "#banner")
             assert "interrupted" in banner and "r resume from checkpoint-5" in banner
-            assert scr.check_action("resume", ()) is True and scr.check_action("stop", ()) is None
+            assert scr.check_action("resume", ()) is True and scr.check_action("stop", ()) is False
             footer_keys = {key for key, ab in app.screen.active_bindings.items() if ab.enabled}
             assert "r" in footer_keys
     finally:

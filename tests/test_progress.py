@@ -325,3 +325,43 @@ def test_logs_follow_stops_with_one_line_when_the_run_folder_is_deleted(tmp_path
     assert follower.returncode == 1, err
     assert out.splitlines()[-1] == f"run folder {run.path} was deleted; stopped following"
     assert "Traceback" not in err
+def test_dataset_event_reads_as_words_not_python_dicts():
+    from tui_tuner.progress import format_event
+
+    # exactly what tui_tuner/worker/train.py writes (the inspect report's mappings)
+    ev = {"type": "dataset", "format": "messages",
+          "rows": {"read": 40, "train": 35, "val": 1, "dropped": 4, "truncated": 1},
+          "dropped": {"bad_rows": 0, "empty": 1, "no_assistant": 0, "duplicates": 2, "disclaimers": 1},
+          "tokens": {"train": 1706, "val": 26, "trained": 1105, "p50": 46}, "truncated": 1}
+    line = format_event(ev)
+    assert line == ("dataset: 40 rows read → 35 train + 1 validation, format messages, dropped 1 empty, "
+                    "2 duplicates, 1 disclaimers, 1 truncated, 1,706 tokens per epoch (1,105 trained)")
+    assert "{" not in line
+
+
+def test_log_tail_leaves_out_progress_bars_and_library_warnings_and_counts_them(tmp_path):
+    from tui_tuner.progress import LogTail
+
+    log = tmp_path / "train.log"
+    # as a real demo run's train.log reads (transformers 5, bitsandbytes on CPU)
+    log.write_text(
+        "[05:26:30] loading model in 4-bit nf4\n"
+        "Loading weights:   0%|          | 0/39 [00:00<?, ?it/s]\rLoading weights: 100%|██████████| 39/39 "
+        "[00:02<00:00, 15.88it/s]\n"
+        "/x/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `is_gradient_checkpointing` is "
+        "deprecated and will be removed in v6.\n"
+        "  warnings.warn(\n"
+        "[05:26:35] training started: 180 steps\n"
+        "/x/site-packages/bitsandbytes/optim/optimizer.py:518: UserWarning: Paged optimizers are not supported "
+        "on CPU. Falling back to non-paged optimizer behavior.\n"
+        '  state["state1"] = self.get_state_buffer(p, dtype=torch.uint8)\n'
+        "[05:26:44] step 1/180  loss 7.8981\n"
+        "Traceback (most recent call last):\n"
+        '  File "train.py", line 3, in <module>\n',
+        encoding="utf-8")
+    tail = LogTail(log)
+    lines, _ = tail.read_new()
+    assert lines == ["[05:26:30] loading model in 4-bit nf4", "[05:26:35] training started: 180 steps",
+                     "[05:26:44] step 1/180  loss 7.8981", "Traceback (most recent call last):",
+                     '  File "train.py", line 3, in <module>']  # a real error keeps its indented lines
+    assert tail.hidden == 2

@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from ui_fixtures import field_error, screen_text, wait_until, wizard
+from ui_fixtures import burst, cpu_seconds_while_idle, field_error, screen_text, wait_until, wizard
 
 from tui_tuner.ui.app import TunerApp
 
@@ -145,6 +145,48 @@ async def test_invalid_value_blocks_next_with_the_core_message(fresh_home):
         await pilot.pause()
         assert field_error(app, "train.batch_size") is None
         assert scr.state.get("train.batch_size") == 8
+
+
+async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(fresh_home, tmp_path):
+    """A paste without bracketed paste / a fast typist / tmux send-keys: every key queued at once.
+    What each field shows must be what the config gets, and nothing may keep running afterwards."""
+    app = TunerApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_wizard(pilot)
+        await palette_go(pilot, 4)
+        scr = wizard(app)
+        assert app.focused.id == "e-train-learning_rate"
+        # (keys bound to actions, like tab and ctrl+u, are handled after the bubbling of the keys
+        # typed with them, also in a real terminal: only text comes in a burst)
+        await pilot.press("ctrl+u")
+        burst(pilot, *"3e-4")  # learning rate
+        await pilot.press("tab", "tab", "ctrl+u")
+        assert app.focused.id == "e-train-max_steps"
+        burst(pilot, *"30")
+        idle_cpu = await cpu_seconds_while_idle(pilot, 1.5)
+        lr, steps = scr.query_one("#e-train-learning_rate"), scr.query_one("#e-train-max_steps")
+        assert (lr.value, steps.value) == ("3e-4", "30")
+        cfg = scr.state.config()
+        assert cfg.train.learning_rate == pytest.approx(3e-4) and cfg.train.max_steps == 30
+        assert field_error(app, "train.learning_rate") is None and field_error(app, "train.max_steps") is None
+        # an echo loop rewrites the field over and over at 100 % CPU; an idle app uses next to none
+        assert idle_cpu < 0.3, f"{idle_cpu:.2f} s of CPU in 1.5 s with nobody typing"
+        assert (lr.value, steps.value) == ("3e-4", "30")
+
+        await palette_go(pilot, 3)
+        assert app.focused.id == "e-data-path"
+        missing = str(tmp_path / "some folder" / "coffee.csv")
+        await pilot.press("ctrl+u")
+        burst(pilot, *missing)
+        await pilot.press("ctrl+r")  # re-inspect at once: it must use the whole path
+        await wait_until(pilot, lambda: "file not found" in (field_error(app, "data.path") or ""),
+                         what=lambda: field_error(app, "data.path"))
+        assert f"file not found: {missing} " in field_error(app, "data.path")
+        assert scr.query_one("#e-data-path").value == missing
+        assert scr.state.get("data.path") == missing
+        idle_cpu = await cpu_seconds_while_idle(pilot, 1.5)
+        assert idle_cpu < 0.3, f"{idle_cpu:.2f} s of CPU in 1.5 s with nobody typing"
+        assert scr.query_one("#e-data-path").value == missing and scr.state.get("data.path") == missing
 
 
 async def test_going_back_and_forth_keeps_every_value(fresh_home):
@@ -302,3 +344,133 @@ async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home
         assert f"run {busy.run_id} is already training" in str(status.content)
         assert app.last_run_path is None and type(app.screen).__name__ == "WizardScreen"
         assert [p.name for p in paths.runs_dir().iterdir()] == [busy.run_id]
+
+
+async def test_home_without_runs_offers_the_demo_and_d_opens_it_ready_to_launch(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: "GPU:" in screen_text(app), what="the GPU line")
+        text = screen_text(app)
+        empty = app.screen.query_one("#home-empty")
+        assert empty.display and "d to try the offline demo" in str(empty.content)
+        assert "nothing downloaded" in str(empty.content) and "d Demo" in text
+        await pilot.press("d")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen", what="the wizard")
+        scr = wizard(app)
+        assert scr.current.step_id == "review"
+        assert scr.state.preset == "demo" and scr.state.get("model.name_or_path") == "demo"
+        assert scr.state.get("data.path") == "sample"
+        cfg = scr.state.config()
+        assert (cfg.train.learning_rate, cfg.train.num_epochs, cfg.train.grad_accum) == (2e-3, 20, 1)
+        # Review does not say "not inspected" and leave it there: it inspects the dataset itself
+        await wait_until(pilot, lambda: "steps and time follow" in screen_text(app)
+                         or scr.state.data_result is not None, what="the inspection hint")
+
+
+async def test_home_enter_and_c_act_on_the_highlighted_run(fresh_home, monkeypatch):
+    from tui_tuner import paths
+    from tui_tuner.rundir import RunDir, Status
+
+    runs = []
+    for rid in ("20260101-000000-older", "20260102-000000-newer"):
+        r = RunDir(paths.runs_dir() / rid)
+        r.path.mkdir(parents=True)
+        r.write_status(Status(run_id=r.run_id, state="completed", step=4, total_steps=4, model="demo"))
+        runs.append(r)
+    chats: list = []
+    app = TunerApp()
+    monkeypatch.setattr(app, "action_chat", lambda target=None: chats.append(target))
+    opened: list = []
+    monkeypatch.setattr(app, "open_run", lambda path: opened.append(path))
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#home-runs")
+        await wait_until(pilot, lambda: table.row_count == 2, what="runs listed")
+        await wait_until(pilot, lambda: app.focused is table, what="the runs table focused")
+        await pilot.press("down")
+        await pilot.press("enter")  # the border says "enter: monitor"
+        assert opened == [str(runs[0].path)]
+        await pilot.press("c")  # chat with the highlighted run, no question asked
+        assert chats == [str(runs[0].path)]
+        assert type(app.screen).__name__ == "HomeScreen"
+
+
+async def test_choosing_the_demo_model_applies_its_preset_and_another_model_undoes_it(fresh_home):
+    app = TunerApp()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_wizard(pilot)
+        scr = wizard(app)
+        await wait_until(pilot, lambda: scr.state.model_entry is not None, what="the model list")
+        assert scr.state.get("model.name_or_path") == "demo"
+        await pilot.press("enter")  # choose the highlighted demo
+        await wait_until(pilot, lambda: scr.current.step_id == "vram", what="VRAM step")
+        assert scr.state.preset == "demo" and scr.state.get("train.learning_rate") == 2e-3
+        assert any("preset demo applied" in n.message for n in app._notifications)
+        await palette_go(pilot, 4)
+        assert scr.query_one("#hp-preset").value == "demo"  # the hyperparameters step says so
+        assert scr.query_one("#e-train-learning_rate").value == "2e-3"
+        await palette_go(pilot, 1)
+        await choose_model_ref(pilot, "Qwen/Qwen2.5-0.5B-Instruct")
+        await wait_until(pilot, lambda: scr.state.get("train.learning_rate") == 2e-4, what="the defaults back")
+        assert scr.state.preset is None and scr.state.get("train.num_epochs") == 1
+        assert scr.state.get("data.max_length") == 1024
+
+
+def plain(widget) -> str:
+    """What a Static shows, as text (its rich renderable printed without colour)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(widget.content)
+    return out.getvalue()
+
+
+async def test_dataset_step_pages_examples_shows_the_detected_mapping_and_clears_old_numbers(fresh_home, tmp_path):
+    import asyncio
+    import copy
+
+    from ui_fixtures import RECORDED_REPORT, fixed_state, make_fixed_services
+
+    from tui_tuner.ui.bridge import BridgeResult
+
+    report = copy.deepcopy(RECORDED_REPORT)
+    report["examples"] = [copy.deepcopy(report["examples"][i % 2]) for i in range(7)]
+    report["examples"][5]["segments"][0]["text"] = "<|user|>\n拿铁是什么？<|end|>\n<|assistant|>\n"
+    services = make_fixed_services(data_report=report)
+    gate = asyncio.Event()
+    gate.set()
+
+    async def slow_inspect(cfg, on_progress=None, examples=3):
+        assert examples >= 6  # more than one page is asked for
+        await gate.wait()
+        return BridgeResult(ok=True, data=report)
+
+    services.inspect_data = slow_inspect
+    app = TunerApp(services, start="wizard", wizard_state=fixed_state())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen" and app.screen.state.gpu_checked)
+        scr = wizard(app)
+        scr.go(2)
+        await wait_until(pilot, lambda: scr.state.data_result is not None, what="the report")
+        examples = scr.query_one("#ds-examples")
+        assert "1–3 of 7; ctrl+t: more" in plain(examples)
+        assert scr.query_one("#e-data-columns").placeholder == "detected: messages=messages"
+        await pilot.press("ctrl+t", "ctrl+t")
+        shown = plain(examples)
+        assert "7–7 of 7" in shown and "example 7" in shown and "example 1" not in shown
+        await pilot.press("ctrl+t")
+        assert "1–3 of 7" in plain(examples)
+        await pilot.press("ctrl+t")
+        assert "拿铁是什么" in plain(examples)  # the Chinese row is reachable
+
+        other = tmp_path / "other.jsonl"
+        other.write_text('{"prompt": "a", "completion": "b"}\n', encoding="utf-8")
+        gate.clear()  # the next inspection hangs until released
+        scr.query_one("#e-data-path").focus()
+        await pilot.press("ctrl+u", *str(other), "ctrl+r")
+        await wait_until(pilot, lambda: "inspecting" in str(scr.query_one("#ds-status").render()), what="spinner")
+        assert plain(scr.query_one("#ds-report")).strip() == ""  # no numbers of the old file
+        assert plain(scr.query_one("#ds-examples")).strip() == ""
+        gate.set()
+        await wait_until(pilot, lambda: scr.state.data_result is not None, what="the new report")

@@ -20,6 +20,32 @@ async def wait_until(pilot, predicate: Callable[[], Any], timeout: float = 20.0,
         await pilot.pause()
 
 
+def burst(pilot, *keys: str) -> None:
+    """Deliver keys the way a terminal does when they arrive in one read (a paste without bracketed
+    paste, a fast typist, `tmux send-keys -l`): all queued at once, before the app handles any.
+    (`pilot.press` waits for the app to go idle after every key, which hides ordering bugs.)"""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    app = pilot.app
+    for k in keys:  # a key name ("ctrl+u", "enter") or one character: burst(pilot, *"3e-4")
+        name = _character_to_key(k) if len(k) == 1 and not k.isalnum() else k
+        ev = events.Key(name, k if len(k) == 1 else None)
+        ev.set_sender(app)
+        app._driver.send_message(ev)
+
+
+async def cpu_seconds_while_idle(pilot, seconds: float = 1.5) -> float:
+    """CPU time this process spends while the app is left alone for `seconds` (after it settled)."""
+    import asyncio
+
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.3)
+    start = time.process_time()
+    await asyncio.sleep(seconds)
+    return time.process_time() - start
+
+
 def screen_text(app) -> str:
     """The visible screen as plain text (spaces normalised), for asserting what a user reads."""
     svg = app.export_screenshot()
@@ -28,6 +54,26 @@ def screen_text(app) -> str:
 
     text = re.sub(r"<[^>]+>", "", svg)
     return html.unescape(text).replace("\xa0", " ")
+
+
+def screen_lines(app) -> list[str]:
+    """The visible screen as rows of text, as a user reads it (the screenshot's text pieces put back
+    on their rows and columns)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        x, y = float(m.group(1)), float(m.group(2))
+        rows.setdefault(y, []).append((x, html.unescape(m.group(3)).replace("\xa0", " ")))
+    out = []
+    for y in sorted(rows):
+        line = ""
+        for x, t in sorted(rows[y]):
+            line = line.ljust(int(round(x / 12.2))) + t
+        out.append(line.rstrip())
+    return out
 
 
 def wizard(app):

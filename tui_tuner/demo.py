@@ -229,8 +229,9 @@ def _build_into(dest: Path, progress: Progress | None) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    """An exclusive lock across processes (fcntl.flock: released by the OS if the holder dies)."""
+def _build_lock(on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive lock across processes (fcntl.flock: released by the OS if the holder dies).
+    on_wait is called only when another process holds it (so a fresh home says nothing about it)."""
     lock_path = paths.home() / LOCK_FILE
     fh = open(lock_path, "a+")
     try:
@@ -239,7 +240,12 @@ def _build_lock() -> Iterator[None]:
         except ImportError:  # not POSIX: no cross-process guard, the atomic rename still holds
             yield
             return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -254,8 +260,8 @@ def ensure_demo_model(rebuild: bool = False, progress: Progress | None = None) -
     if not rebuild and is_built(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _say(progress, f"waiting for the demo-model build lock ({paths.home() / LOCK_FILE})", None)
-    with _build_lock():
+    with _build_lock(lambda: _say(progress, "another process is building the demo model: waiting for it "
+                                            f"({paths.home() / LOCK_FILE})", None)):
         if not rebuild and is_built(dest):  # someone else built it while we waited
             _say(progress, f"demo model ready: {dest}", 1.0)
             return dest
@@ -321,9 +327,8 @@ def _show_answers(run, n: int = 3) -> None:
 
 
 def cmd_demo(args) -> int:
-    t0 = time.perf_counter()
     path = ensure_demo_model(rebuild=getattr(args, "rebuild", False), progress=_print_progress)
-    print(f"demo model: {path}  ({time.perf_counter() - t0:.1f} s)")
+    print(f"demo model: {path}")  # (a build already said how long it took)
     print(f"sample dataset: {sample_dataset_path()}")
     if getattr(args, "build_only", False):
         print("use it with `model.name_or_path: demo` and `data.path: sample`, e.g. "

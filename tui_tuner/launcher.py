@@ -368,17 +368,22 @@ def cmd_runs(args) -> int:
         except RunError:
             continue
         rows.append((run, st))
+    # the app's order: running (and pending) first, then newest first
+    rows.sort(key=lambda r: r[0].run_id, reverse=True)
+    rows.sort(key=lambda r: r[1].state not in ACTIVE_STATES)
     if args.json:
         print(json.dumps([{**asdict(st), "path": str(run.path)} for run, st in rows], indent=1))
         return 0
     if not rows:
         print("no runs yet — start one with `tui-tuner` or `tui-tuner train presets/demo.yaml`")
         return 0
-    print(f"{'RUN':<44} {'STATE':<12} {'STEP':>11} {'BEST EVAL':>9}  {'STARTED':>9}")
+    print(f"{'RUN':<44} {'STATE':<12} {'STEP':>11} {'BEST EVAL':>9}  {'STARTED':<16}  {'AGE':>7}")
     for run, st in rows:
         step = f"{st.step}/{st.total_steps or '?'}"
         best = f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-"
-        print(f"{run.run_id:<44} {st.state:<12} {step:>11} {best:>9}  {_fmt_age(st.started_at or st.created_at):>9}")
+        t = st.started_at or st.created_at
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+        print(f"{run.run_id:<44} {st.state:<12} {step:>11} {best:>9}  {started:<16}  {_fmt_age(t):>7}")
     return 0
 
 

@@ -37,6 +37,11 @@ LOG_NOISE = (
     re.compile(r"No module named 'kernels'"),
 )
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Library chatter a user cannot act on: a progress bar's last state ("Loading weights: 100%|███| 39/39
+# [00:02<00:00, …]") and Python warnings ("…/modeling_utils.py:3312: FutureWarning: …", followed by
+# the indented source line the warning points at). They stay in train.log; the tail counts them.
+_TQDM = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")
+_PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 
 
 class EventTail:
@@ -126,10 +131,21 @@ class LogTail:
         new = []
         for line in parts:
             line = _ANSI.sub("", line.split("\r")[-1]).rstrip()  # progress bars redraw with \r
-            if line and not any(p.search(line) for p in LOG_NOISE):
-                new.append(line)
+            if not line or any(p.search(line) for p in LOG_NOISE):
+                continue
+            after_warning, self._after_warning = self._after_warning, False
+            if _PY_WARNING.match(line):
+                self._after_warning = True
+                self.hidden += 1
+                continue
+            if (after_warning and line.startswith(" ")) or _TQDM.search(line):
+                continue
+            new.append(line)
         self.lines.extend(new)
         return new, reset
+
+    hidden = 0  # library warnings left out of the tail (they stay in train.log)
+    _after_warning = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,6 +403,41 @@ def fmt_bytes(n: float | None, unit: str = "GiB") -> str:
     return f"{n / div:.1f} {unit}" if unit == "GiB" else f"{n / div:.0f} {unit}"
 
 
+def _dataset_bits(ev: dict) -> list[str]:
+    """The worker's dataset event in words: rows, tokens and drops are the inspect report's mappings
+    ({'read': 36, 'train': 36, …}); older runs wrote plain numbers."""
+    rows, dropped, tokens = ev.get("rows"), ev.get("dropped"), ev.get("tokens")
+    bits = []
+    if isinstance(rows, dict):
+        r = f"{rows.get('read', '?'):,} rows read → {rows.get('train', '?'):,} train" if isinstance(
+            rows.get("read"), int) and isinstance(rows.get("train"), int) else f"{rows.get('train', '?')} train rows"
+        if rows.get("val"):
+            r += f" + {rows['val']:,} validation"
+        bits.append(r)
+    else:
+        bits.append(f"{rows:,} rows" if isinstance(rows, int) else f"{rows} rows")
+    if ev.get("format"):
+        bits.append(f"format {ev['format']}")
+    if isinstance(dropped, dict):
+        gone = [f"{v:,} {k.replace('_', ' ')}" for k, v in dropped.items() if isinstance(v, int) and v]
+        if gone:
+            bits.append("dropped " + ", ".join(gone))
+    elif dropped:
+        bits.append(f"{dropped} dropped")
+    truncated = ev.get("truncated")
+    if isinstance(truncated, int) and truncated:
+        bits.append(f"{truncated:,} truncated")
+    if isinstance(tokens, dict):
+        if isinstance(tokens.get("train"), int):
+            tok = f"{tokens['train']:,} tokens per epoch"
+            if isinstance(tokens.get("trained"), int):
+                tok += f" ({tokens['trained']:,} trained)"
+            bits.append(tok)
+    elif isinstance(tokens, int):
+        bits.append(f"{tokens:,} tokens")
+    return bits
+
+
 def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
     """One progress line per interesting event (None for samples that would only be noise)."""
     t = ev.get("type")
@@ -433,14 +484,7 @@ def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
             msg += f" ({ev['hint']})"
         return msg
     if t == "dataset" and ev.get("rows") is not None:
-        bits = [f"{ev['rows']:,} rows" if isinstance(ev["rows"], int) else f"{ev['rows']} rows"]
-        if ev.get("format"):
-            bits.append(f"format {ev['format']}")
-        if ev.get("dropped"):
-            bits.append(f"{ev['dropped']} dropped")
-        if isinstance(ev.get("tokens"), int):
-            bits.append(f"{ev['tokens']:,} tokens")
-        return "dataset: " + ", ".join(bits)
+        return "dataset: " + ", ".join(_dataset_bits(ev))
     if t == "model" and ev.get("trainable_params"):
         return (f"model: {ev.get('path')}  {ev['trainable_params']:,} trainable of {ev.get('total_params', 0):,} "
                 f"parameters" + ("  (4-bit)" if ev.get("load_in_4bit") else ""))

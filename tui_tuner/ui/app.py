@@ -66,6 +66,23 @@ class TunerApp(App[None]):
             self.wizard_state = WizardState()
         self.push_screen(WizardScreen(self.wizard_state))
 
+    def action_try_demo(self) -> None:
+        """The offline demo in the wizard: the demo model, its preset and the bundled FAQ, opened on
+        the review step (ctrl+n launches; esc goes back through every step)."""
+        from tui_tuner.ui.screens.wizard import WizardScreen
+        from tui_tuner.ui.widgets.steps.hparams_step import apply_preset
+        from tui_tuner.ui.widgets.steps.state import WizardState
+
+        state = WizardState()
+        state.set("model.name_or_path", "demo")
+        state.set("data.path", "sample")
+        try:
+            state.auto_preset = {p: state.get(p) for p in apply_preset(state, "demo")}
+        except ValueError as e:
+            self.notify(str(e), severity="error")
+        self.wizard_state = state
+        self.push_screen(WizardScreen(state, start="review"))
+
     def action_runs(self) -> None:
         try:
             from tui_tuner.ui.screens.runs import RunsScreen
@@ -118,6 +135,8 @@ class TunerApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("New fine-tune", "Open the wizard: model → VRAM → dataset → hyperparameters → launch",
                             self.action_new_run)
+        yield SystemCommand("Try the offline demo", "The demo model + its preset + the bundled FAQ, ready to "
+                            "launch: trains on the CPU in about a minute, no GPU or download", self.action_try_demo)
         yield SystemCommand("Runs", "List runs: monitor, resume, chat", self.action_runs)
         yield SystemCommand("Chat", "Chat with a run's adapter or a model", self.action_chat)
         yield SystemCommand("Help: keys", "Show every key binding of this screen", self.action_help)

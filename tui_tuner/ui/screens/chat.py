@@ -67,13 +67,15 @@ class ChatScreen(Screen):
     ChatScreen.no-settings ChatSettings { display: none; }
     """
     BINDINGS = [
-        Binding("escape", "stop_or_back", "Stop / back", id="chat-stop"),
+        # The footer shows what fits in 80 columns; clear and restart are in f1, the palette, and the
+        # notice that asks for a restart.
+        Binding("escape", "stop_or_back", "Stop/back", id="chat-stop"),
         Binding("ctrl+b", "toggle_compare", "Compare", id="chat-compare"),
-        Binding("f2", "toggle_settings", "Settings", id="chat-settings"),
+        Binding("f2", "toggle_settings", "Panel", id="chat-settings"),
         Binding("ctrl+s", "save", "Save", id="chat-save"),
-        Binding("ctrl+l", "clear", "Clear", id="chat-clear"),
         Binding("ctrl+o", "export", "Export", id="chat-export"),
-        Binding("ctrl+r", "restart", "Restart model", id="chat-restart"),
+        Binding("ctrl+l", "clear", "Clear", id="chat-clear", show=False),
+        Binding("ctrl+r", "restart", "Restart model", id="chat-restart", show=False),
     ]
 
     # -- messages from the reader thread -----------------------------------------------------------
@@ -126,7 +128,7 @@ class ChatScreen(Screen):
             yield ChatSettings(system=self.conversation.system, params=self.initial_params, compare=self.compare,
                                id="chat-settings")
         yield Input(placeholder="Message — enter sends · esc stops", id="chat-prompt")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits in 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#chat-log", VerticalScroll).anchor()
@@ -460,6 +462,10 @@ class ChatScreen(Screen):
 
     def action_toggle_settings(self) -> None:
         self.toggle_class("no-settings")
+        focused = self.focused
+        if self.has_class("no-settings") and focused is not None and self.settings in focused.ancestors:
+            # a hidden widget never keeps the focus: what is typed next goes to the message box
+            self.query_one("#chat-prompt", Input).focus()
 
     @on(ChatSettings.CheckpointChosen)
     def _checkpoint_chosen(self, event: ChatSettings.CheckpointChosen) -> None:

@@ -56,7 +56,9 @@ class HelpScreen(ModalScreen[None]):
             seen.add((label, b.description))
             rows.append((label, b.description))
         title = getattr(screen, "HELP_TITLE", None) or type(screen).__name__.removesuffix("Screen")
-        return cls(title, rows, getattr(screen, "HELP_TEXT", ""))
+        # HELP_TEXT: what the screen is for; Textual's own HELP attribute is accepted as well
+        about = getattr(screen, "HELP_TEXT", "") or getattr(screen, "HELP", "") or ""
+        return cls(title, rows, about)
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))

@@ -61,13 +61,18 @@ HOW = ("A new fine-tune walks through: model → VRAM fit → dataset → hyperp
        "Training runs in the background: closing this app or the SSH session does not stop it.")
 
 
+COLUMNS = ("run", "state", "step", "model", "age")
+NO_RUNS = ("no runs yet — press n to start one, or d to try the offline demo: a tiny model learns a bundled "
+           "FAQ on the CPU in about a minute (no GPU, nothing downloaded), then chat with it")
+
+
 class HomeScreen(Screen):
     HELP_TITLE = "Home"
     HELP_TEXT = "Start a new fine-tune, or pick a run to watch it or chat with it."
     DEFAULT_CSS = """
     HomeScreen #home-title { height: 1; padding: 0 1; background: $primary; color: $text; text-style: bold; }
     HomeScreen #home-body { height: 1fr; }
-    HomeScreen #home-left { width: 30; }
+    HomeScreen #home-left { width: 24; }
     HomeScreen #home-actions { border: round $primary; height: auto; }
     HomeScreen #home-how { color: $text-muted; padding: 1 1 0 1; height: 1fr; }
     HomeScreen #home-runs-box { width: 1fr; border: round $secondary; }
@@ -77,6 +82,7 @@ class HomeScreen(Screen):
     """
     BINDINGS = [
         Binding("n", "app.new_run", "New fine-tune", id="home-new"),
+        Binding("d", "app.try_demo", "Demo", id="home-demo"),
         Binding("r", "app.runs", "Runs", id="home-runs"),
         Binding("c", "chat", "Chat", id="home-chat"),
         Binding("m", "monitor", "Monitor run", id="home-monitor"),
@@ -86,10 +92,11 @@ class HomeScreen(Screen):
         yield Static("tui-tuner — fine-tune an open LLM with QLoRA on one GPU", id="home-title")
         with Horizontal(id="home-body"):
             actions = OptionList(
-                Option("New fine-tune      n", id="new"),
-                Option("Runs               r", id="runs"),
-                Option("Chat               c", id="chat"),
-                Option("Quit          ctrl+q", id="quit"),
+                Option("New fine-tune    n", id="new"),
+                Option("Try the demo     d", id="demo"),
+                Option("Runs             r", id="runs"),
+                Option("Chat             c", id="chat"),
+                Option("Quit        ctrl+q", id="quit"),
                 id="home-actions",
             )
             actions.border_title = "Start"
@@ -97,11 +104,11 @@ class HomeScreen(Screen):
                 yield actions
                 yield Static(HOW, id="home-how")
             with Vertical(id="home-runs-box") as box:
-                box.border_title = "Runs (running first) — enter: monitor"
+                box.border_title = "Runs — enter: monitor · c: chat"
                 table: DataTable = DataTable(id="home-runs", cursor_type="row", zebra_stripes=False)
-                table.add_columns("run", "state", "step", "model", "age")
+                table.add_columns(*COLUMNS)
                 yield table
-                yield Static("no runs yet — press n to start one", id="home-empty")
+                yield Static(NO_RUNS, id="home-empty")
         yield Static("", id="home-status")
         yield Footer()
 
@@ -119,35 +126,53 @@ class HomeScreen(Screen):
         self.app.call_from_thread(self._show_runs, rows)
 
     def _show_runs(self, rows: list[RunRow]) -> None:
+        from tui_tuner.ui.widgets.table_fit import fit_rows, reset_widths
+
         table = self.query_one("#home-runs", DataTable)
         self.runs = {r.run_id: r for r in rows}
+        self._rows = rows
         keys = [r.run_id for r in rows]
         current = [str(k.value) for k in table.rows]
-        if current != keys:
+        # on a narrow terminal the run id gives way first, then the model: "age" stays on screen
+        cells = fit_rows(table, COLUMNS, [list(self._cells(r)) for r in rows], order=(3, 0), middle=(0,))
+        if current != keys or table.size.width != getattr(self, "_fitted_width", None):
+            self._fitted_width = table.size.width
             cursor = table.cursor_row
             table.clear()
-            for r in rows:
-                table.add_row(*self._cells(r), key=r.run_id)
+            reset_widths(table)
+            for r, c in zip(rows, cells):
+                table.add_row(*c, key=r.run_id)
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1))
         else:  # only what changed: no redraw every tick
-            for r in rows:
+            for r, c in zip(rows, cells):
                 old = table.get_row(r.run_id)
-                for col, value, before in zip(table.columns, self._cells(r), old):
+                for col, value, before in zip(table.columns, c, old):
                     if str(value) != str(before):
                         table.update_cell(r.run_id, col, value)
         self.query_one("#home-empty").display = not rows
+        if rows and not getattr(self, "_runs_focused", False):
+            # the first time runs are listed, enter and c act on the highlighted run
+            self._runs_focused = True
+            if self.focused is self.query_one("#home-actions"):
+                table.focus()
+
+    def on_resize(self) -> None:
+        if getattr(self, "_rows", None) is not None:
+            self.call_after_refresh(lambda: self._show_runs(self._rows))
 
     @staticmethod
     def _cells(r: RunRow) -> tuple:
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, r.model or "-", r.age)
+        model = (r.model or "-").rstrip("/").rsplit("/", 1)[-1]  # Qwen/Qwen2.5-7B-Instruct → Qwen2.5-7B-Instruct
+        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, model, r.age)
 
     @work(thread=True, exclusive=True, group="home-gpu", exit_on_error=False)
     def _load_gpu(self) -> None:
         gpu = self.app.services.detect_gpu()
         text = (f"GPU: {gpu.name}, {gpu.total_gib:.1f} GiB ({gpu.free_gib:.1f} GiB free)" if gpu
-                else "GPU: no NVIDIA GPU detected (NVML) — training runs on the CPU; estimates still work")
+                else "GPU: no NVIDIA GPU detected (NVML) — training runs on the CPU; estimates still work; "
+                     "d tries the offline demo")
         self.app.call_from_thread(self.query_one("#home-status", Static).update, text)
 
     def selected_run(self) -> RunRow | None:
@@ -160,8 +185,8 @@ class HomeScreen(Screen):
     # -- actions --------------------------------------------------------------------------------
     @on(OptionList.OptionSelected, "#home-actions")
     def _action_chosen(self, event: OptionList.OptionSelected) -> None:
-        {"new": self.app.action_new_run, "runs": self.app.action_runs, "chat": self.action_chat,
-         "quit": self.app.exit}[event.option.id]()
+        {"new": self.app.action_new_run, "demo": self.app.action_try_demo, "runs": self.app.action_runs,
+         "chat": self.action_chat, "quit": self.app.exit}[event.option.id]()
 
     @on(DataTable.RowSelected, "#home-runs")
     def _run_chosen(self, event: DataTable.RowSelected) -> None:
@@ -175,7 +200,8 @@ class HomeScreen(Screen):
         self.app.open_run(run.path)
 
     def action_chat(self) -> None:
-        run = self.selected_run() if self.query_one("#home-runs", DataTable).has_focus else None
+        """Chat with the highlighted run; with no runs, ask what to chat with."""
+        run = self.selected_run()
         self.app.action_chat(run.path if run else None)
 
 

@@ -45,7 +45,7 @@ LOG_RESET = object()  # marker in the pending log lines: train.log was replaced
 class MonitorScreen(Screen):
     DEFAULT_CSS = """
     MonitorScreen { layout: vertical; }
-    MonitorScreen #run-title { height: 1; padding: 0 1; }
+    MonitorScreen #run-title { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     MonitorScreen #run-stats { height: 1; padding: 0 1; color: $text-muted; }
     MonitorScreen #banner { height: auto; max-height: 3; padding: 0 1; display: none; }
     MonitorScreen #banner.show { display: block; }
@@ -69,7 +69,8 @@ class MonitorScreen(Screen):
         Binding("l", "toggle_log_scale", "Log scale", id="monitor-log-scale"),
         Binding("escape,q", "close", "Back", id="monitor-back"),
     ]
-    HELP = "Live view of a training run. It only reads the run directory: leaving it never stops training."
+    HELP_TITLE = "Monitor"
+    HELP_TEXT = "Live view of a training run. It only reads the run directory: leaving it never stops training."
 
     POLL = 0.2  # seconds between looks at the run directory
     STATUS_EVERY = 1.0  # status.json + pid liveness + checkpoints
@@ -168,6 +169,7 @@ class MonitorScreen(Screen):
                 self.history.apply_all(events, reset)
                 changed = True
             lines, log_reset = log.read_new()
+            self.log_hidden = log.hidden
             if log_reset:
                 self._pending_log.append(LOG_RESET)
             if lines:
@@ -311,8 +313,8 @@ class MonitorScreen(Screen):
         if st is not None:
             if st.model:
                 parts.append(f"model {escape(str(st.model))}")
-            if st.dataset:
-                parts.append(f"data {escape(str(st.dataset))}")
+            if st.dataset:  # the file's name: a long path would be cut to "data" on a narrow terminal
+                parts.append(f"data {escape(Path(str(st.dataset)).name or str(st.dataset))}")
         elif self.status_error:
             parts.append(escape(self.status_error))
         return "  ".join(parts)
@@ -366,10 +368,16 @@ class MonitorScreen(Screen):
             out.append(f"[dim]+{len(warnings) - len(shown)} earlier (tui-tuner logs {escape(self.run.run_id)})[/]")
         return "\n".join(out)
 
+    log_hidden = 0  # library warnings the tail left out
+
     def _flush_log(self) -> None:
         if not self._pending_log:
             return
         log = self.query_one("#log", LogTailView)
+        title = "train.log" + (f" · {self.log_hidden} library warning{'s' if self.log_hidden != 1 else ''} "
+                               "not shown" if self.log_hidden else "")
+        if log.border_title != title:
+            log.border_title = title
         batch: list[str] = []
         while self._pending_log:
             item = self._pending_log.popleft()
@@ -436,12 +444,14 @@ class MonitorScreen(Screen):
 
     # -- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A key that cannot act is not offered at all (False hides it from the footer; a dimmed key
+        # that does nothing when pressed reads as broken).
         if action == "stop":
-            return True if self.active and not self.stopping else None
+            return self.active and not self.stopping
         if action == "resume":
-            return True if (self.state in ("stopped", "interrupted", "failed") and self.last_checkpoint) else None
+            return self.state in ("stopped", "interrupted", "failed") and bool(self.last_checkpoint)
         if action == "chat":
-            return True if (self.has_adapter or self.last_checkpoint) else None
+            return bool(self.has_adapter or self.last_checkpoint)
         return True
 
     def action_close(self) -> None:

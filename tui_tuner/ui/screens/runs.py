@@ -23,9 +23,10 @@ from textual.worker import Worker, WorkerState
 
 from tui_tuner.progress import fmt_duration
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
+from tui_tuner.ui.widgets.table_fit import fit_rows, reset_widths
 
-COLUMNS = (("run", "Run"), ("state", "State"), ("progress", "Progress"), ("model", "Model"),
-           ("dataset", "Dataset"), ("best", "Best eval"), ("started", "Started"), ("elapsed", "Elapsed"))
+COLUMNS = (("run", "Run"), ("state", "State"), ("progress", "Step"), ("model", "Model"),
+           ("dataset", "Dataset"), ("best", "Best"), ("started", "Started"), ("elapsed", "Elapsed"))
 STATE_COLOURS = {"pending": "yellow", "running": "green", "completed": "green", "stopped": "yellow",
                  "interrupted": "red", "failed": "red"}
 
@@ -45,16 +46,16 @@ class RunRow:
         if st is None:
             return {"run": self.run.run_id, "state": Text("unreadable", style="red"), "progress": "-",
                     "model": "-", "dataset": "-", "best": "-", "started": "-", "elapsed": "-"}
-        pct = f" {st.step / st.total_steps * 100:3.0f}%" if st.total_steps else ""
         end = now if st.state in ACTIVE_STATES else (st.ended_at or st.updated_at)
         return {
             "run": self.run.run_id,
             "state": Text(st.state, style=STATE_COLOURS.get(st.state, "")),
-            "progress": f"{st.step}/{st.total_steps or '?'}{pct}",
-            "model": _short(st.model),
+            "progress": f"{st.step}/{st.total_steps or '?'}",
+            "model": _short((st.model or "").rstrip("/").rsplit("/", 1)[-1] if st.model and not
+                            Path(st.model).is_absolute() else st.model),  # a hub id without its org
             "dataset": _short(st.dataset),
             "best": f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-",
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(st.started_at)) if st.started_at else "-",
+            "started": time.strftime("%m-%d %H:%M", time.localtime(st.started_at)) if st.started_at else "-",
             "elapsed": fmt_duration(end - st.started_at) if st.started_at else "-",
         }
 
@@ -97,7 +98,8 @@ class RunsScreen(Screen):
         Binding("d,delete", "delete", "Delete", id="runs-delete"),
         Binding("escape,q", "close", "Back", id="runs-back"),
     ]
-    HELP = "All runs in the runs folder. Deleting removes the run directory (checkpoints and adapter too)."
+    HELP_TITLE = "Runs"
+    HELP_TEXT = "All runs in the runs folder. Deleting removes the run directory (checkpoints and adapter too)."
     REFRESH = 2.0
 
     class Loaded(Message):
@@ -109,6 +111,13 @@ class RunsScreen(Screen):
         super().__init__()
         self.rows: dict[str, RunRow] = {}
         self.loads = 0
+        self._fitted_width: int | None = None
+        self._last_rows: list[RunRow] | None = None
+
+    def on_resize(self) -> None:
+        if self._last_rows is not None:
+            rows = self._last_rows
+            self.call_after_refresh(lambda: self._loaded(self.Loaded(rows)))
 
     def compose(self) -> ComposeResult:
         yield Static("Runs", id="runs-title")
@@ -141,19 +150,26 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         now = time.time()
         new = {r.run.run_id: r for r in message.rows}
-        if list(new) == list(self.rows):  # same runs in the same order: update cells in place
-            for run_id, row in new.items():
-                for key, value in row.cells(now).items():
+        cells = {run_id: [row.cells(now)[k] for k, _ in COLUMNS] for run_id, row in new.items()}
+        # narrower than the table: the dataset, the model, then the run id give way ("Elapsed" stays)
+        fitted = fit_rows(table, [label for _, label in COLUMNS], list(cells.values()), order=(4, 3, 0),
+                          keep_end=(4,), middle=(0,))
+        cells = dict(zip(cells, fitted))
+        if list(new) == list(self.rows) and table.size.width == self._fitted_width:
+            for run_id, row_cells in cells.items():  # same runs in the same order: update cells in place
+                for (key, _), value in zip(COLUMNS, row_cells):
                     table.update_cell(run_id, key, value)
         else:  # runs appeared, vanished or changed places: rebuild, keeping the cursor on its run
+            self._fitted_width = table.size.width
             current = self.selected_id()
             table.clear()
-            for run_id, row in new.items():
-                cells = row.cells(now)
-                table.add_row(*[cells[k] for k, _ in COLUMNS], key=run_id)
+            reset_widths(table)
+            for run_id, row_cells in cells.items():
+                table.add_row(*row_cells, key=run_id)
             if current in new:
                 table.move_cursor(row=list(new).index(current))
         self.rows = new
+        self._last_rows = message.rows
         self.query_one("#runs-empty").set_class(not new, "show")
         self.query_one("#runs-title", Static).update(
             f"Runs ({len(new)})  [dim]enter monitor · c chat · d delete[/]")

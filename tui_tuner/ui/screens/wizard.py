@@ -54,7 +54,7 @@ class WizardScreen(Screen):
         Binding("escape", "back", "Back", id="wizard-back"),
     ]
 
-    def __init__(self, state: WizardState | None = None) -> None:
+    def __init__(self, state: WizardState | None = None, start: str | None = None) -> None:
         super().__init__()
         self.state = state or WizardState()
         self.index = 0
@@ -67,6 +67,8 @@ class WizardScreen(Screen):
 
         self.steps: list[WizardStep] = [cls(self.state) for cls in (ModelStep, VramStep, DatasetStep,
                                                                      HparamsStep, ReviewStep)]
+        if start is not None:  # e.g. the home screen's demo key opens the review, ready to launch
+            self.index = next(i for i, s in enumerate(self.steps) if s.step_id == start)
 
     @property
     def current(self) -> WizardStep:
@@ -74,7 +76,7 @@ class WizardScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield StepIndicator(id="wizard-steps")
-        with ContentSwitcher(initial=self.steps[0].step_id):
+        with ContentSwitcher(initial=self.current.step_id):
             yield from self.steps
         yield Static("", id="wizard-msg")
         yield Footer()
@@ -135,6 +137,7 @@ class WizardScreen(Screen):
         self._show()
 
     def action_next(self) -> None:
+        self.sync_fields()
         problems = self.current.blocking(self.state.validate())
         if problems:
             self.say(problems)
@@ -163,17 +166,30 @@ class WizardScreen(Screen):
     # -- field edits ----------------------------------------------------------------------------
     @on(ConfigField.Changed)
     def _field_changed(self, event: ConfigField.Changed) -> None:
-        if self.state.set(event.path, event.value):
+        # What the editor shows now (not the value when the message was posted): under a burst of
+        # keys the text has moved on by the time this runs.
+        if self.state.set(event.path, event.field.value):
             self.state.core_errors.pop(event.path, None)
-            self.config_changed([event.path])
+            self.config_changed([event.path], typed_in=event.field)
 
-    def config_changed(self, paths: list[str]) -> None:
-        """Fields changed (typed, a preset, auto-fit): revalidate, tell every step, sync the editors."""
+    def sync_fields(self) -> list[str]:
+        """Take every editor's text into the state now (before inspecting, going on or launching),
+        so that what a field shows is what is used even while its Changed is still queued."""
+        changed = [f.path for f in self.query(ConfigField) if self.state.set(f.path, f.value)]
+        for path in changed:
+            self.state.core_errors.pop(path, None)
+        if changed:
+            self.config_changed(changed)
+        return changed
+
+    def config_changed(self, paths: list[str], typed_in: ConfigField | None = None) -> None:
+        """Fields changed (typed, a preset, auto-fit): revalidate, tell every step, sync the editors.
+        The field typed in is never written back: the user's text is the value."""
         errors = self.revalidate()
         for step in self.steps:
             step.on_config_changed(paths)
         for f in self.query(ConfigField):
-            if f.path in paths:
+            if f.path in paths and f is not typed_in:
                 f.set_value(self.state.get(f.path))
         if not self.current.blocking(errors):
             self.say("")

@@ -143,10 +143,22 @@ class MetricChart(PlotextPlot):
         return text
 
     def render(self) -> Text:
+        width = self.size.width
+        if not self.lines:
+            # no frame around nothing: the title, and under it why it is empty (a long "title — why"
+            # on one row would spill out of a narrow chart)
+            title = Text(" ")
+            title.append(self.chart_title, style="bold")
+            msg = Text(f" {self.empty}", style="dim")
+            for t in (title, msg):
+                t.truncate(max(1, width), overflow="ellipsis")
+            return Text("\n").join([title, msg])
         if self._configured_for != (self.size.width, self.size.height):
             self._configure()
         figure = super().render()
         rows = figure.split("\n")
         if rows:
-            rows[0] = self.legend()
+            legend = self.legend()
+            legend.truncate(max(1, width), overflow="ellipsis")
+            rows[0] = legend
         return Text("\n").join(rows)

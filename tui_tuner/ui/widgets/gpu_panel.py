@@ -107,9 +107,11 @@ def render_gpu(v: GpuView, width: int = 34, compact: bool = False) -> str:
             text = f"{'procs' if i == 0 else '':<6} {label:<13} {gib(p.get('mem_used'))} GiB"
             lines.append(f"[b]{text}[/]" if mine else text)
     proc = v.proc or {}
-    if v.seen:
+    if v.seen and v.active:
         cpu, rss = proc.get("cpu_percent"), proc.get("rss")
         lines.append(f"worker CPU {na(cpu, '{:.0f}%')} · RAM {gib(rss)} GiB")
+    elif v.seen:  # the last sample's CPU figure would read as if the worker were still busy
+        lines.append(f"[dim]worker exited · RAM was {gib(proc.get('rss'))} GiB[/]")
     return "\n".join(lines)
 
 

@@ -125,7 +125,11 @@ class DatasetStep(WizardStep):
     DatasetStep #ds-examples { height: auto; }
     """
     BINDINGS = [Binding("ctrl+o", "browse", "Browse files", id="ds-browse-key"),
-                Binding("ctrl+r", "inspect", "Re-inspect", id="ds-inspect-key")]
+                Binding("ctrl+r", "inspect", "Re-inspect", id="ds-inspect-key"),
+                Binding("ctrl+t", "more_examples", "More examples", id="ds-examples-key")]
+    # rendered by the inspection, shown PAGE at a time; ctrl+t pages (ctrl+e is "end" in a text field)
+    EXAMPLES = 12
+    PAGE = 3
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ds-path-row"):
@@ -145,6 +149,9 @@ class DatasetStep(WizardStep):
 
     def first_focus(self):
         return self.query_one("#e-data-path")
+
+    inspecting = False  # an inspection child process is running
+    page = 0  # which PAGE of examples is shown
 
     def on_mount(self) -> None:
         self._timer: Timer | None = None
@@ -171,6 +178,10 @@ class DatasetStep(WizardStep):
         self._timer = self.set_timer(delay, self.action_inspect)
 
     def action_inspect(self) -> None:
+        self.screen.sync_fields()  # ctrl+r right after typing: inspect what the field shows
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         errors = self.state.validate()
         bad = [errors[p] for p in DATA_FIELDS if p in errors]
         problem = quick_path_problem(str(self.state.get("data.path")))
@@ -187,11 +198,18 @@ class DatasetStep(WizardStep):
         self.state.data_error = None
         self.query_one("#ds-spinner").display = True
         self._set_status(Text("inspecting: reading and tokenizing with the model's tokenizer…"))
+        # the previous file's numbers must not stand under the spinner as if they were this file's
+        self.query_one("#ds-report", Static).update("")
+        self.query_one("#ds-examples", Static).update("")
         self._inspect(cfg, self.state.data_settings_key())
 
     @work(exclusive=True, group="ds-inspect", exit_on_error=False)
     async def _inspect(self, cfg: Any, key: str) -> None:
-        res = await self.services.inspect_data(cfg, on_progress=self._progress)
+        self.inspecting = True
+        try:
+            res = await self.services.inspect_data(cfg, on_progress=self._progress, examples=self.EXAMPLES)
+        finally:
+            self.inspecting = False
         self.query_one("#ds-spinner").display = False
         if key != self.state.data_settings_key():
             return  # settings changed meanwhile; a newer inspection follows
@@ -202,6 +220,7 @@ class DatasetStep(WizardStep):
         self.state.data_key = key
         self.state.data_error = None
         self._show_result()
+        self.screen.config_changed(["data report"])  # the step count and time on later steps follow
 
     def _progress(self, message: str) -> None:
         self._set_status(Text(f"inspecting: {message}"))
@@ -210,10 +229,14 @@ class DatasetStep(WizardStep):
         self.query_one("#ds-spinner").display = False
         self.state.data_error = message
         self.state.data_result = None
-        self._set_status(Text(f"✗ {message}", style="bold red"))
+        # the reason is shown once, under the dataset field; the status line only points at it
+        self._set_status(Text("✗ the dataset cannot be used: the reason is under the dataset field",
+                              style="bold red"))
         self.query_one("#ds-report", Static).update("")
         self.query_one("#ds-examples", Static).update("")
         self.query_one("#f-data-path", ConfigField).show_error(message)
+        if self.screen.current is not self:
+            self.screen.config_changed(["data report"])
 
     def extra_errors(self) -> dict[str, str]:
         return {"data.path": self.state.data_error} if self.state.data_error else {}
@@ -257,20 +280,50 @@ class DatasetStep(WizardStep):
         if hist is not None:
             t.add_row("", hist)
         self.query_one("#ds-report", Static).update(t)
+        self._show_detected_columns(r)
+        self.page = 0
+        self._show_examples()
+
+    def _show_detected_columns(self, r: dict[str, Any]) -> None:
+        """An empty column mapping means "detect": say what was detected, in the field's own syntax."""
+        cols = r.get("columns")
+        field = self.query_one("#f-data-columns", ConfigField)
+        editor = field.editor
+        if isinstance(cols, dict) and cols and not self.state.get("data.columns"):
+            editor.placeholder = "detected: " + ", ".join(f"{k}={v}" for k, v in cols.items())
+        else:
+            editor.placeholder = ""
+
+    def _show_examples(self) -> None:
+        r = self.state.data_result or {}
         ex = Table.grid()
         ex.add_column()
         examples = r.get("examples") or []
         if examples:
+            pages = max(1, -(-len(examples) // self.PAGE))
+            self.page %= pages
+            first = self.page * self.PAGE
+            shown = examples[first:first + self.PAGE]
             legend = Text("Examples as the model sees them — ")
             legend.append("trained tokens", style=TRAINED_STYLE)
             legend.append(" carry loss; ")
             legend.append("the rest", style=PROMPT_STYLE)
             legend.append(" is context only")
+            if pages > 1:
+                legend.append(f"  ({first + 1}–{first + len(shown)} of {len(examples)}; ctrl+t: more)",
+                              style="bold")
             ex.add_row(legend)
-            for i, e in enumerate(examples[:3]):
+            for i, e in enumerate(shown, start=first):
                 ex.add_row(Text(f"── example {i + 1}", style="bold"))
                 ex.add_row(render_example(e))
         self.query_one("#ds-examples", Static).update(ex)
+
+    def action_more_examples(self) -> None:
+        if not (self.state.data_result or {}).get("examples"):
+            self.notify("no examples yet: the dataset is inspected first", severity="warning")
+            return
+        self.page += 1
+        self._show_examples()
 
     # -- blocking + browsing --------------------------------------------------------------------
     def blocking(self, errors: dict[str, str]) -> list[str]:
@@ -293,6 +346,6 @@ class DatasetStep(WizardStep):
 
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self.query_one("#f-data-path", ConfigField).set_value(str(path))
+                self.query_one("#f-data-path", ConfigField).set_value(str(path), announce=True)
 
         self.app.push_screen(FilePicker(start), chosen)

@@ -156,17 +156,36 @@ class ConfigField(Vertical):
     def editor(self):
         return self.query_one("#e-" + self.path.replace(".", "-"))
 
-    def set_value(self, value: Any) -> None:
-        """Show a value set elsewhere (a preset, auto-fit). The Changed it echoes is a no-op."""
+    def set_value(self, value: Any, *, announce: bool = False) -> None:
+        """Show a value set elsewhere (a preset, auto-fit, the file browser).
+
+        The editor's own Changed is suppressed: the value came from the state, so echoing it back
+        as an edit would only re-apply it (and an echo of an older value, still queued while the user
+        types, would overwrite newer text). announce: the value is new to the state too (the file
+        browser), so post it once as this field's Changed."""
         ed = self.editor
-        if isinstance(ed, Checkbox):
-            ed.value = bool(value)
-        elif isinstance(ed, Select):
-            if value in choices(self.path):
-                ed.value = value
-        elif isinstance(ed, Input):
-            if from_text(self.path, ed.value) != value:
-                ed.value = to_text(self.path, value)
+        with ed.prevent(Input.Changed, Checkbox.Changed, Select.Changed):
+            if isinstance(ed, Checkbox):
+                ed.value = bool(value)
+            elif isinstance(ed, Select):
+                if value in choices(self.path):
+                    ed.value = value
+            elif isinstance(ed, Input):
+                if from_text(self.path, ed.value) != value:
+                    ed.value = to_text(self.path, value)
+                    ed.cursor_position = len(ed.value)
+        if announce:
+            self._emit(self.value)
+
+    @property
+    def value(self) -> Any:
+        """The config value of what the editor shows right now."""
+        ed = self.editor
+        if isinstance(ed, Input):
+            return from_text(self.path, ed.value)
+        if isinstance(ed, Select):
+            return ed.value if ed.value is not Select.NULL else self.initial
+        return ed.value
 
     def show_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
@@ -187,8 +206,10 @@ class ConfigField(Vertical):
 
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
+        # The editor's text now, not the event's: keys that arrive in a burst (a paste, a fast
+        # typist, tmux send-keys) queue one Changed per key, handled after the text has moved on.
         event.stop()
-        self._emit(from_text(self.path, event.value))
+        self._emit(self.value)
 
     @on(Checkbox.Changed)
     def _checkbox_changed(self, event: Checkbox.Changed) -> None:

@@ -56,6 +56,40 @@ def list_presets(directory: Path | None = None) -> list[tuple[str, Path, str]]:
     return out
 
 
+def read_preset(path: Path) -> dict[str, Any]:
+    """A preset's mapping; ValueError with one line naming the file when it cannot be used."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read preset: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a preset must be a mapping")
+    return data
+
+
+def matching_preset(model: str, directory: Path | None = None) -> str | None:
+    """The preset written for this model (its model.name_or_path), when exactly one is."""
+    found = []
+    for name, path, _ in list_presets(directory):
+        try:
+            data = read_preset(path)
+        except ValueError:
+            continue
+        if (data.get("model") or {}).get("name_or_path") == model:
+            found.append(name)
+    return found[0] if len(found) == 1 else None
+
+
+def apply_preset(state: Any, name: str, directory: Path | None = None) -> list[str]:
+    """Merge preset `name` into the wizard state, keeping the model and dataset; the paths changed."""
+    path = next((p for n, p, _ in list_presets(directory) if n == name), None)
+    if path is None:
+        raise ValueError(f"no preset named {name!r}")
+    data = read_preset(path)
+    state.preset = name
+    return state.apply(data, skip=PRESET_KEEPS)
+
+
 class HparamsStep(WizardStep):
     step_id = "hparams"
     title = "Hyperparameters"
@@ -72,8 +106,10 @@ class HparamsStep(WizardStep):
         self.presets = list_presets()
         with Horizontal(id="hp-preset-row"):
             yield Label("preset", id="hp-preset-label")
+            names = [n for n, _, _ in self.presets]
             yield Select([(f"{n} — {d}" if d else n, n) for n, _, d in self.presets], prompt="(none: keep values)",
-                         id="hp-preset", compact=True)
+                         id="hp-preset", compact=True,
+                         value=self.state.preset if self.state.preset in names else Select.NULL)
         yield Static("sets LoRA, quantization and training values; your model and dataset stay", id="hp-preset-help")
         yield Static("", id="hp-summary")
         for title, paths in SECTIONS:
@@ -89,28 +125,25 @@ class HparamsStep(WizardStep):
     def _preset(self, event: Select.Changed) -> None:
         if event.value is Select.NULL or event.value == self.state.preset:
             return
+        self.state.auto_preset = None  # the user's own choice: kept whatever model is chosen later
         self.apply_preset(str(event.value))
 
     def apply_preset(self, name: str) -> None:
-        path = next((p for n, p, _ in self.presets if n == name), None)
-        if path is None:
-            return
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            self.notify(f"{path}: cannot read preset: {str(e).splitlines()[0]}", severity="error")
+            changed = apply_preset(self.state, name)
+        except ValueError as e:
+            self.notify(str(e), severity="error")
             return
-        if not isinstance(data, dict):
-            self.notify(f"{path}: a preset must be a mapping", severity="error")
-            return
-        self.state.preset = name
-        changed = self.state.apply(data, skip=PRESET_KEEPS)
         self.notify(f"preset {name}: {len(changed)} values changed" if changed else f"preset {name}: nothing to change")
         if changed:
             self.screen.config_changed(changed)
 
     # -- live summary ---------------------------------------------------------------------------
     def on_show_step(self) -> None:
+        select = self.query_one("#hp-preset", Select)
+        if self.state.preset and self.state.preset != select.value:  # applied on the model step
+            with select.prevent(Select.Changed):
+                select.value = self.state.preset
         self.refresh_summary()
 
     def on_config_changed(self, paths: list[str]) -> None:

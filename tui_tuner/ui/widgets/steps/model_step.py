@@ -184,8 +184,48 @@ class ModelStep(WizardStep):
         self.state.model_entry = entry
         self.state.model_error = None
         self._show_ref_error("")
-        if self.state.set("model.name_or_path", entry.name):
-            self.screen.config_changed(["model.name_or_path"])
+        model_changed = self.state.set("model.name_or_path", entry.name)
+        paths = ["model.name_or_path"] if model_changed else []
+        if model_changed or self.state.preset is None:
+            paths += self.follow_preset(entry.name)
+        if paths:
+            self.screen.config_changed(paths)
+
+    def follow_preset(self, model: str) -> list[str]:
+        """Choosing a model that has its own preset (the demo's) applies it, unless the user picked a
+        preset; choosing another model afterwards undoes the values that preset set. Paths changed."""
+        from tui_tuner.config import RunConfig
+        from tui_tuner.ui.widgets.steps.hparams_step import apply_preset, matching_preset
+
+        st = self.state
+        changed: list[str] = []
+        if st.auto_preset is not None:  # undo the last model's preset where its values still stand
+            defaults = RunConfig().to_dict()
+            for path, value in st.auto_preset.items():
+                if st.get(path) == value:
+                    node = defaults
+                    for part in path.split("."):
+                        node = node[part]
+                    if st.set(path, copy.deepcopy(node)):
+                        changed.append(path)
+            undone, st.auto_preset, st.preset = st.preset, None, None
+            if changed:
+                self.notify(f"the {undone} preset's values were reset to the defaults for {model}", timeout=6)
+        if st.preset is not None:
+            return changed
+        name = matching_preset(model)
+        if name is None:
+            return changed
+        try:
+            applied = apply_preset(st, name)
+        except ValueError as e:
+            self.notify(str(e), severity="error")
+            return changed
+        st.auto_preset = {p: copy.deepcopy(st.get(p)) for p in applied}
+        self.notify(f"preset {name} applied for {model} ({len(applied)} values, e.g. learning rate "
+                    f"{st.get('train.learning_rate'):g}, {st.get('train.num_epochs')} epochs); "
+                    "change it on the hyperparameters step", timeout=8)
+        return changed + applied
 
     def blocking(self, errors: dict[str, str]) -> list[str]:
         out = super().blocking(errors)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -82,6 +83,11 @@ class ReviewStep(WizardStep):
         self.query_one("#review-yaml", Static).update(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark",
                                                              background_color="default"))
         self.query_one("#review-plan", Static).update(Text("working out the plan…", style="dim"))
+        if self.state.data_result is None and not self.state.data_error:
+            # steps and time need the dataset's rows and tokens: inspect it from here as well
+            ds = next(s for s in self.screen.steps if s.step_id == "dataset")
+            if not ds.inspecting:
+                ds.action_inspect()
         self._plan(cfg)
 
     @work(thread=True, exclusive=True, group="review-plan", exit_on_error=False)
@@ -95,8 +101,11 @@ class ReviewStep(WizardStep):
         if self.state.data_error:
             p.dataset_error = self.state.data_error
         self.plan = p
-        self.app.call_from_thread(self.query_one("#review-plan", Static).update,
-                                  plan_table(plan_mod.format_plan(p, yaml=False)))
+        shown: Any = plan_table(plan_mod.format_plan(p, yaml=False))
+        if self.state.data_result is None and not self.state.data_error:
+            shown = Group(shown, Text("the dataset is being inspected: steps and time follow in a few seconds",
+                                      style="yellow"))
+        self.app.call_from_thread(self.query_one("#review-plan", Static).update, shown)
 
     # -- save -----------------------------------------------------------------------------------
     @on(Button.Pressed, "#review-save-btn")
@@ -108,6 +117,7 @@ class ReviewStep(WizardStep):
         self.action_save()
 
     def action_save(self) -> None:
+        self.screen.sync_fields()
         path_input = self.query_one("#review-save-path", Input)
         status = self.query_one("#review-status", Static)
         text = path_input.value.strip()

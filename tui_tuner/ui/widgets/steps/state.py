@@ -163,6 +163,9 @@ class WizardState:
     data_key: str | None = None  # the data settings the report belongs to
     data_error: str | None = None
     preset: str | None = None
+    # The values a preset set because a model was chosen (not picked by the user): undone when
+    # another model is chosen, where they still hold.
+    auto_preset: dict[str, Any] | None = None
     # Errors the core raised for a field outside validation (e.g. at launch), until it is edited.
     core_errors: dict[str, str] = field(default_factory=dict)
 

@@ -117,7 +117,7 @@ class VramStep(WizardStep):
 
     @on(Input.Changed, "#vram-size")
     def _size_changed(self, event: Input.Changed) -> None:
-        text = event.value.strip()
+        text = event.input.value.strip()  # the text now: under a burst of keys the event's value is older
         err = None
         value: float | None = None
         if text:
