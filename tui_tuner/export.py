@@ -226,8 +226,8 @@ def merge(target, *, dtype: str | None = None, base: str = "dequantized", progre
     _cpu_threads(torch, model_path=model_path)  # small models: 1 thread (measured far faster on a busy CPU)
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     adapter_dir = target.adapter_dir()
-    progress(step0 + 2, total, f"loading the chat engine (base as trained + adapter {target.checkpoint}) "
-                               "to compare with)")
+    progress(step0 + 2, total, f"loading the chat engine (base as trained + adapter {target.checkpoint}), "
+                               "to compare with")
     from dataclasses import replace
 
     engine = Engine(replace(target))
