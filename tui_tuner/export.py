@@ -91,10 +91,14 @@ def export_adapter(target, out: str | os.PathLike, progress: Progress = _print_p
                 shutil.copy2(f, staging / f.name)
         (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(target, "adapter"), indent=1))
         progress(2, 2, f"saved to {out}")
-        return _finish(staging, out)
+        done = _finish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    print(f"load it: PEFT `PeftModel.from_pretrained(base, '{out}')` on {target.model_ref}; vLLM `vllm serve BASE "
+          f"--enable-lora --lora-modules tuned={out}`; Ollama: `ADAPTER {out}` in a Modelfile whose FROM is the "
+          "same base model (Ollama reads safetensors LoRA adapters for Llama, Mistral and Gemma bases)", flush=True)
+    return done
 
 
 BASES = ("dequantized", "original")
@@ -435,7 +439,7 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
     if pending:
         q = out / f"{name}-{pending}.gguf"
         print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}   "
-              f"(or: ollama create {name} --quantize {pending.replace('_k_', '_K_')} -f {out / 'Modelfile'})",
+              f"(or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})",
               flush=True)
     if ollama:
         cmd = f"ollama create {name} -f {out / 'Modelfile'}"
