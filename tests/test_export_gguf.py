@@ -113,3 +113,34 @@ def test_bad_output_paths_are_one_line(trained_demo_run, tmp_path, capsys):
             assert "error: --out" in capsys.readouterr().err
         finally:
             ro.chmod(0o700)
+
+
+@pytest.mark.slow
+async def test_chat_pane_export_dialog_writes_a_checked_gguf(trained_demo_run, tmp_path):
+    """The chat pane's export dialog (ctrl+o) offers GGUF + Modelfile and shows the check line."""
+    import asyncio
+
+    from textual.app import App
+    from textual.widgets import Input
+
+    from tui_tuner.ui.screens.chat import ExportDialog
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(ExportDialog(str(trained_demo_run.path), trained_demo_run.run_id, "final"))
+
+    async with Host().run_test(size=(110, 40)) as pilot:
+        dialog = pilot.app.screen
+        await pilot.click("#export-gguf")
+        assert dialog.query_one("#export-out", Input).value.endswith("-final-gguf")
+        dialog.query_one("#export-out", Input).value = str(tmp_path / "g")
+        await pilot.click("#export-start")
+        for _ in range(1800):
+            if dialog.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert dialog.returncode == 0
+        shown = str(dialog.query_one("#export-result").render())
+        assert "exported to" in shown and "GGUF chat template == training template" in shown
+    assert (tmp_path / "g" / "Modelfile").is_file()
+    assert any(p.suffix == ".gguf" for p in (tmp_path / "g").iterdir())
