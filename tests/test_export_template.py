@@ -117,3 +117,20 @@ def test_subset_renderer_equals_go_text_template():
         by_template.setdefault(t, []).append(c)
     for t, cs in by_template.items():
         assert ot.render_with_go(t, cs) == [ot.render_go(t, c) for c in cs]
+
+
+def test_modelfile_system_prompt_is_the_one_every_conversation_opens_with():
+    from tui_tuner.export import common_system_prompt
+
+    sys_ = {"role": "system", "content": "You answer FAQ questions."}
+    u, a = {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}
+    assert common_system_prompt([[sys_, u, a], [sys_, u, a, u, a]]) == "You answer FAQ questions."
+    assert common_system_prompt([[sys_, u, a], [u, a]]) is None
+    assert common_system_prompt([[u, a]]) is None
+    text = ot.modelfile("m.gguf", "{{ .Content }}", ["<|end|>"], system="You answer FAQ questions.",
+                        params={"temperature": 0})
+    assert 'SYSTEM """You answer FAQ questions."""' in text and "PARAMETER temperature 0" in text
+    from tui_tuner.errors import UserError
+
+    with pytest.raises(UserError, match='"""'):
+        ot.modelfile("m.gguf", "{{ .Content }}", [], system='say """')

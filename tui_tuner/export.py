@@ -161,6 +161,12 @@ def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list
     return out, what
 
 
+def common_system_prompt(conversations: list[list[dict]]) -> str | None:
+    """The run's default system prompt: the system message every one of its conversations opens with."""
+    firsts = {conv[0]["content"] if conv and conv[0]["role"] == "system" else None for conv in conversations}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
 def prompts_of(conversations: list[list[dict]]) -> list[list[dict]]:
     """Every prompt a conversation holds: the messages before each assistant turn."""
     return [conv[:i] for conv in conversations for i, m in enumerate(conv) if m["role"] == "assistant" and i]
@@ -351,7 +357,7 @@ def _template_check(m: Merged, go_template: str) -> tuple[str, bool]:
 
 def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dtype: str | None = None,
                 base: str = "dequantized", llama_cpp: str | None = None, ollama: bool = True,
-                progress: Progress = _print_progress) -> Path:
+                system: str | None = None, progress: Progress = _print_progress) -> Path:
     from tui_tuner import gguf_export as ge
     from tui_tuner import ollama_template as ot
 
@@ -404,8 +410,9 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
                                                                 if t.special]
             stops = ot.stop_tokens(translation, specials, m.tok.eos_token)
             params = {"temperature": 0, "top_p": 1.0, "top_k": 0, "repeat_penalty": 1.0, "num_predict": 128}
-            text = ot.modelfile(final_name, go_template, stops, params=params,
-                                system=getattr(m.cfg.data, "system_prompt", None) or None)
+            if system is None:
+                system = common_system_prompt(m.conversations)
+            text = ot.modelfile(final_name, go_template, stops, params=params, system=system or None)
             (staging / "Modelfile").write_text(text, encoding="utf-8")
         (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(
             target, "gguf", dtype=m.dtype, base=m.base, quant=quant if not pending else "f16",
@@ -464,7 +471,7 @@ def cmd_export(args) -> int:
             export_adapter(target, args.out)
         elif getattr(args, "gguf", False):
             export_gguf(target, args.out, quant=args.quant, dtype=dtype, base=base, llama_cpp=args.llama_cpp,
-                        ollama=args.ollama)
+                        ollama=args.ollama, system=getattr(args, "system", None))
         else:
             export_merged(target, args.out, dtype=dtype, base=base)
     except OSError as e:
