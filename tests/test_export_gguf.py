@@ -104,6 +104,8 @@ def test_bad_output_paths_are_one_line(trained_demo_run, tmp_path, capsys):
     assert main(["export", run, "--gguf", "--out", str(tmp_path / "full")]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    assert main(["export", run, "--merge", "--quant", "q8_0", "--out", str(tmp_path / "m")]) == 2
+    assert "--quant only applies to --gguf" in capsys.readouterr().err and not (tmp_path / "m").exists()
     if os.geteuid() != 0:  # root may write anywhere
         ro = tmp_path / "ro"
         ro.mkdir()

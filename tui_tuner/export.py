@@ -466,6 +466,11 @@ def cmd_export(args) -> int:
     target = describe_target(str(run.path), args.checkpoint)
     dtype = getattr(args, "dtype", None)
     base = getattr(args, "base", None) or "dequantized"
+    if not getattr(args, "gguf", False):
+        extra = [f for f, v in (("--quant", getattr(args, "quant", None)), ("--llama-cpp", getattr(args, "llama_cpp", None)),
+                                ("--system", getattr(args, "system", None))) if v]
+        if extra:
+            raise UserError(f"{', '.join(extra)} only applies to --gguf", hint="add --gguf, or leave it out")
     try:
         if args.adapter_only:
             export_adapter(target, args.out)
