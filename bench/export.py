@@ -43,16 +43,25 @@ def main() -> int:
             for kind, flags in kinds.items():  # interleaved, so load changes hit every kind alike
                 out = Path(tmp) / f"{kind}-{rep}"
                 t0 = time.perf_counter()
-                res = subprocess.run([sys.executable, "-m", "tui_tuner", "export", run, *flags, "--out", str(out)],
-                                     capture_output=True, text=True)
+                proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "export", run, *flags, "--out", str(out)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                seen: dict[str, float] = {}  # progress step "[k/n]" → seconds when it first appeared
+                lines = []
+                for line in proc.stdout:
+                    lines.append(line.rstrip())
+                    if line.startswith("[") and "]" in line:
+                        seen.setdefault(line[1:line.index("]")], time.perf_counter() - t0)
+                    elif line.startswith("check"):
+                        seen.setdefault("check", time.perf_counter() - t0)
                 dt = time.perf_counter() - t0
-                if res.returncode != 0:
-                    print(f"{kind}: failed: {res.stderr.strip()[-300:]}")
+                if proc.wait() != 0:
+                    print(f"{kind}: failed: {lines[-3:]}")
                     return 1
                 times[kind].append(dt)
                 size = sum(f.stat().st_size for f in out.iterdir() if f.is_file()) / 2**20
-                checks = [ln for ln in res.stdout.splitlines() if ln.startswith("check")]
+                checks = [ln for ln in lines if ln.startswith("check")]
                 print(f"{kind:13s} {dt:6.1f} s  {size:6.1f} MiB  {checks[0] if checks else ''}")
+                print("              step started at (s): " + ", ".join(f"{k} {v:.1f}" for k, v in seen.items()))
         print("\nmedian wall time per export (s): " + ", ".join(
             f"{k} {sorted(v)[len(v) // 2]:.1f}" for k, v in times.items()))
     return 0
