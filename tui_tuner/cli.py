@@ -88,15 +88,27 @@ def _add_chat(sub) -> None:
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.chat_cli:cmd_chat"))
 
-    p = sub.add_parser("export", help="export a run: merged 16-bit model or the adapter alone")
+    p = sub.add_parser("export", help="export a run: merged model, GGUF + Ollama Modelfile, or the adapter alone")
     p.add_argument("run")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--merge", action="store_true", help="merge the adapter into a 16-bit base and save it")
+    g.add_argument("--merge", action="store_true", help="merge the adapter into a 16/32-bit base and save it")
+    g.add_argument("--gguf", action="store_true", help="merge, convert to GGUF (llama.cpp) and write an Ollama Modelfile")
     g.add_argument("--adapter-only", action="store_true", help="copy the PEFT adapter")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
     p.add_argument("--checkpoint", help="checkpoint-N instead of the final adapter")
-    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16",
-                   help="weights of the merged model (default bf16; fp32 is exact but twice the size)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
+                   help="weights of the merged model (default: the run's compute dtype, fp32 for CPU runs)")
+    p.add_argument("--base", choices=("dequantized", "original"), default="dequantized",
+                   help="merge into the NF4 base dequantized (default: answers exactly like chat) or the "
+                        "original full-precision weights")
+    p.add_argument("--quant", choices=("f32", "f16", "bf16", "q8_0", "q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s",
+                                       "q6_k", "q3_k_m", "q2_k"),
+                   help="GGUF type (default: the merge dtype); k-quants need llama-quantize")
+    p.add_argument("--llama-cpp", metavar="DIR", help="llama.cpp folder holding llama-quantize")
+    p.add_argument("--ollama", action=argparse.BooleanOptionalAction, default=True,
+                   help="write an Ollama Modelfile next to the GGUF (default on)")
+    p.add_argument("--system", help="SYSTEM prompt for the Modelfile (default: the system message every "
+                                    "conversation of the run opens with, if there is one)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.export:cmd_export"))

@@ -1,11 +1,23 @@
-"""`tui-tuner export RUN (--merge | --adapter-only) --out DIR [--checkpoint N]`.
+"""`tui-tuner export RUN (--merge | --gguf | --adapter-only) --out DIR [--checkpoint N]`.
 
---merge reloads the base model in 16-bit (bf16) — never the 4-bit base: merging LoRA into NF4
-weights rounds the update away (peft warns "Merge lora module to 4-bit linear may get different
-generations") — applies the adapter with PEFT, `merge_and_unload()`s it into a plain model and
-saves safetensors + the tokenizer with the chat template the run trained with, so plain
-`AutoModelForCausalLM.from_pretrained(DIR)` + `apply_chat_template` answers like the run.
-The merge runs on the CPU, so it works while the GPU is busy training or chatting.
+--merge builds a plain model with the adapter merged in and saves safetensors + the tokenizer with
+the chat template the run trained with, so `AutoModelForCausalLM.from_pretrained(DIR)` +
+`apply_chat_template` answers like the run. Two bases (`--base`):
+
+* `dequantized` (default): the base the adapter was trained against — the NF4 4-bit weights as the
+  chat engine loads them, dequantized (what Unsloth's 16-bit merge does). The export answers like
+  `tui-tuner chat RUN`; the LoRA update also learned to correct for NF4's rounding.
+* `original`: the full-precision weights from the model folder. Closer to the original base, but
+  the adapter never saw them, so replies may differ slightly from chat.
+
+Never the 4-bit base itself: merging LoRA into NF4 weights rounds the update away (peft warns
+"Merge lora module to 4-bit linear may get different generations"). The weights are stored in the
+run's compute dtype by default (fp32 for CPU runs, bf16/fp16 on GPUs; `--dtype` overrides), and
+every export prints whether its greedy replies to a few of the run's prompts equal the chat
+engine's. The merge runs on the CPU, so it works while the GPU is busy training or chatting.
+
+--gguf converts the merged model with llama.cpp's own converter (`gguf_export.py`) and writes an
+Ollama Modelfile next to it (`ollama_template.py`), then checks the file end to end.
 
 --adapter-only copies the PEFT adapter and tokenizer (no optimizer/trainer state).
 
@@ -15,12 +27,16 @@ export never leaves a half model at DIR, and an existing non-empty DIR is never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -75,19 +91,130 @@ def export_adapter(target, out: str | os.PathLike, progress: Progress = _print_p
                 shutil.copy2(f, staging / f.name)
         (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(target, "adapter"), indent=1))
         progress(2, 2, f"saved to {out}")
-        return _finish(staging, out)
+        done = _finish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    print(f"load it: PEFT `PeftModel.from_pretrained(base, '{out}')` on {target.model_ref}; vLLM `vllm serve BASE "
+          f"--enable-lora --lora-modules tuned={out}`; Ollama: `ADAPTER {out}` in a Modelfile whose FROM is the "
+          "same base model (Ollama reads safetensors LoRA adapters for Llama, Mistral and Gemma bases)", flush=True)
+    return done
 
 
-def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
-                  progress: Progress = _print_progress, trust_remote_code: bool = False) -> Path:
-    """trust_remote_code: confirmed by the user for this export (a run's config alone is refused)."""
-    out = check_out_dir(out)
-    if dtype not in DTYPES:
-        raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    total = 5
+BASES = ("dequantized", "original")
+N_PROMPTS = 3  # greedy replies compared with chat at the end of every export
+N_CONVERSATIONS = 32  # conversations whose prompts the Modelfile TEMPLATE must render exactly
+
+
+def run_compute_dtype(run_path: str | os.PathLike, cfg) -> str:
+    """The dtype the run computed in: the worker's `model` event, else what `compute_dtype` resolves to here."""
+    name = None
+    events = Path(run_path) / "events.jsonl"
+    try:
+        for line in events.read_text(encoding="utf-8").splitlines():
+            if '"model"' in line:
+                with contextlib.suppress(ValueError):
+                    ev = json.loads(line)
+                    if ev.get("type") == "model" and ev.get("dtype"):
+                        name = ev["dtype"]
+    except OSError:
+        pass
+    short = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+    if name in short:
+        return short[name]
+    if cfg.quantization.compute_dtype in DTYPES:
+        return cfg.quantization.compute_dtype
+    import torch
+
+    from tui_tuner.inference.engine import _compute_dtype
+
+    return short[str(_compute_dtype(cfg.quantization, torch)).replace("torch.", "")]
+
+
+def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list[dict]], str]:
+    """The run's validation conversations (the same split the worker made), else its first training
+    conversations; and a few words saying which."""
+    from tui_tuner.data.formats import BadRow, detect_format, to_messages
+    from tui_tuner.data.prepare import prepare_dataset
+    from tui_tuner.data.sources import load_raw
+
+    with contextlib.redirect_stdout(None):
+        prepared = prepare_dataset(cfg.data, tok, seed=cfg.train.seed)
+        loaded = load_raw(cfg.data.path, skip_bad_lines=cfg.data.skip_bad_lines)
+    raw = loaded.dataset
+    spec = detect_format(list(raw.column_names), [raw[i] for i in range(min(20, len(raw)))],
+                         fmt=cfg.data.format, mapping=cfg.data.columns, display=loaded.display)
+    if spec.name == "text":
+        return [], "plain-text dataset: no conversations"
+    idx = [int(i) for i in (prepared.val_index if prepared.val_index is not None else [])]
+    what = f"{min(len(idx), limit)} validation conversations"
+    if not idx:
+        idx, what = list(range(len(raw))), "no validation split: the first training conversations"
+    out = []
+    for i in idx:
+        if len(out) >= limit:
+            break
+        with contextlib.suppress(BadRow):
+            msgs = to_messages(spec, raw[i])
+            if any(m["role"] == "assistant" for m in msgs):
+                out.append(msgs)
+    return out, what
+
+
+def common_system_prompt(conversations: list[list[dict]]) -> str | None:
+    """The run's default system prompt: the system message every one of its conversations opens with."""
+    firsts = {conv[0]["content"] if conv and conv[0]["role"] == "system" else None for conv in conversations}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def prompts_of(conversations: list[list[dict]]) -> list[list[dict]]:
+    """Every prompt a conversation holds: the messages before each assistant turn."""
+    return [conv[:i] for conv in conversations for i, m in enumerate(conv) if m["role"] == "assistant" and i]
+
+
+def greedy_reply(model, tok, messages: list[dict], gen_kwargs: dict) -> str:
+    import torch
+
+    enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    with torch.inference_mode():
+        out = model.generate(**enc, **gen_kwargs)
+    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def agreement(want: list[str], got: list[str]) -> tuple[int, str]:
+    """How many replies are identical, and where the first different one diverges."""
+    same = sum(a == b for a, b in zip(want, got))
+    for n, (a, b) in enumerate(zip(want, got), 1):
+        if a != b:
+            at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            return same, f"prompt {n} diverges at char {at}: chat {a[at:at + 24]!r} vs export {b[at:at + 24]!r}"
+    return same, ""
+
+
+@dataclass
+class Merged:
+    model: object
+    tok: object
+    engine: object  # the chat engine (4-bit base + adapter): the reference replies
+    cfg: object
+    model_path: str
+    dtype: str
+    base: str
+    prompts: list
+    conversations: list
+    conversations_what: str
+    chat_replies: list
+
+
+def merge(target, *, dtype: str | None = None, base: str = "dequantized", progress: Progress = _print_progress,
+          step0: int = 0, total: int = 6, trust_remote_code: bool = False) -> Merged:
+    """Merge the run's adapter into a 16/32-bit base in memory; also load the chat engine and ask it
+    the run's prompts (the replies the export must reproduce).
+
+    trust_remote_code: confirmed by the user for this export (a run's config alone is refused)."""
+    if base not in BASES:
+        raise UserError(f"--base {base!r} is not one of {', '.join(BASES)}")
     from tui_tuner import hub
     from tui_tuner.config import load_config
 
@@ -95,33 +222,64 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     from tui_tuner.remote_code import require_confirmation
 
     trust = require_confirmation(cfg.model.trust_remote_code, trust_remote_code, cfg.model.name_or_path,
-                                 cfg.model.revision, command="tui-tuner export RUN --merge")
-    progress(1, total, f"resolving base model {cfg.model.name_or_path}")
+                                 cfg.model.revision, command="tui-tuner export RUN")
+    dtype = dtype or run_compute_dtype(target.run_path, cfg)
+    if dtype not in DTYPES:
+        raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    progress(step0 + 1, total, f"resolving base model {cfg.model.name_or_path}")
     model_path = hub.resolve_model_ref(cfg.model.name_or_path)
     hub.go_offline_if_unreachable()
 
     import torch
     import transformers
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     transformers.logging.set_verbosity_error()
-    from tui_tuner.inference.engine import _cpu_threads
+    from tui_tuner.inference.engine import Engine, _cpu_threads
+    from tui_tuner.inference.params import SamplingParams
 
     _cpu_threads(torch, model_path=model_path)  # small models: 1 thread (measured far faster on a busy CPU)
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     adapter_dir = target.adapter_dir()
+    progress(step0 + 2, total, f"loading the chat engine (base as trained + adapter {target.checkpoint}), "
+                               "to compare with")
+    from dataclasses import replace
+
+    engine = Engine(replace(target), trust_remote_code=trust)
+    engine.load()
+    tok = engine.tok  # the tokenizer + chat template the run trained with
+
     common = dict(trust_remote_code=trust, revision=cfg.model.revision)
-    progress(2, total, f"loading base {model_path} in {dtype} (not 4-bit: merging into 4-bit weights loses the update)")
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **common)
-    tok = AutoTokenizer.from_pretrained(str(adapter_dir))  # the tokenizer + chat template the run trained with
+    progress(step0 + 3, total, f"loading base {model_path} in {dtype} ({base}; not 4-bit: merging into 4-bit "
+                               "weights loses the update)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, **common)
+    if base == "dequantized" and cfg.quantization.load_in_4bit:
+        from peft.utils.integrations import dequantize_bnb_weight
 
-    progress(3, total, f"applying and merging adapter {target.checkpoint}")
-    import warnings
-
+        quantized = 0
+        plain_modules = dict(plain.named_modules())
+        for name, mod in engine.model.get_base_model().named_modules():
+            if type(mod).__name__ == "Linear4bit":
+                dst = plain_modules[name.removesuffix(".base_layer")]
+                w = dequantize_bnb_weight(mod.weight).to("cpu", torch_dtype)
+                with torch.no_grad():
+                    dst.weight.copy_(w.reshape(dst.weight.shape))
+                quantized += 1
+        progress(step0 + 3, total, f"{quantized} linear layers set to their NF4 weights, dequantized")
+    # Asked only now: on the CPU, bitsandbytes repacks 4-bit weights in place at the first forward
+    # pass (measured: dequantize_4bit of a repacked weight is garbage), so dequantize first.
+    conversations, what = run_conversations(cfg, tok)
+    prompts = prompts_of(conversations)[:N_PROMPTS]
+    params = SamplingParams(max_new_tokens=128, temperature=0.0)
+    chat_replies = [engine.generate(p, params).text for p in prompts]
+    progress(step0 + 4, total, f"applying and merging adapter {target.checkpoint}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter from inside peft/transformers
-        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged = PeftModel.from_pretrained(plain, str(adapter_dir)).merge_and_unload()
+    merged.eval()
     # Let plain generate() stop at the template's end of turn, as the chat pane does.
     from tui_tuner.inference.engine import end_of_turn_ids
 
@@ -129,21 +287,181 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str = "bf16",
     merged.generation_config.eos_token_id = eos[0] if len(eos) == 1 else eos
     if merged.generation_config.pad_token_id is None and tok.pad_token_id is not None:
         merged.generation_config.pad_token_id = tok.pad_token_id
+    return Merged(merged, tok, engine, cfg, model_path, dtype, base, prompts, conversations, what, chat_replies)
 
+
+def replies_line(m: Merged, model, tok, what: str) -> tuple[str, bool]:
+    """Greedy replies of `model` to the run's prompts vs the chat engine's, as one line."""
+    if not m.prompts:
+        return f"{what}: no conversations in the run's data to compare with chat", False
+    from tui_tuner.inference.params import SamplingParams
+
+    kwargs = m.engine.generation_kwargs(SamplingParams(max_new_tokens=128, temperature=0.0))
+    got = [greedy_reply(model, tok, p, kwargs) for p in m.prompts]
+    same, where = agreement(m.chat_replies, got)
+    n = len(m.prompts)
+    line = f"{what}: greedy replies {'identical to' if same == n else 'differ from'} `tui-tuner chat` " \
+           f"({same}/{n} identical{'; ' + where if where else ''})"
+    return line, same == n
+
+
+def export_merged(target, out: str | os.PathLike, *, dtype: str | None = None, base: str = "dequantized",
+                  progress: Progress = _print_progress, trust_remote_code: bool = False) -> Path:
+    out = check_out_dir(out)
+    total = 6
+    m = merge(target, dtype=dtype, base=base, progress=progress, total=total, trust_remote_code=trust_remote_code)
     staging = _staging(out)
     try:
-        progress(4, total, f"saving merged model (safetensors, {dtype}) and tokenizer")
-        merged.save_pretrained(str(staging))
-        tok.save_pretrained(str(staging))
+        progress(5, total, f"saving merged model (safetensors, {m.dtype}) and tokenizer")
+        m.model.save_pretrained(str(staging))
+        m.tok.save_pretrained(str(staging))
         (staging / "tui-tuner-export.json").write_text(
-            json.dumps(_provenance(target, "merged", dtype=dtype, base_path=model_path), indent=1))
+            json.dumps(_provenance(target, "merged", dtype=m.dtype, base=m.base, base_path=m.model_path), indent=1))
         _finish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    progress(5, total, f"saved to {out} ({size / 2**20:.1f} MiB); load it with "
+    progress(6, total, f"saved to {out} ({size / 2**20:.1f} MiB); load it with "
                        f"AutoModelForCausalLM.from_pretrained('{out}')")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out), dtype=m.model.dtype)
+    line, _ = replies_line(m, reloaded, AutoTokenizer.from_pretrained(str(out)), f"check ({m.base} base, {m.dtype})")
+    print(line, flush=True)
+    return out
+
+
+def _safe_name(label: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "model"
+
+
+def _template_check(m: Merged, go_template: str) -> tuple[str, bool]:
+    """Render every prompt of the run's conversations through the Modelfile TEMPLATE and the training
+    template; Go's real text/template when `go` is installed, else the subset renderer."""
+    from tui_tuner import ollama_template as ot
+
+    prompts = prompts_of(m.conversations)
+    if not prompts:
+        return "Modelfile TEMPLATE: no conversations to render", False
+    want = [m.tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    how = "Go text/template"
+    try:
+        got = ot.render_with_go(go_template, prompts) if ot.go_available() else None
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        got = None
+    if got is None:
+        how = "tui-tuner's Go-subset renderer"
+        got = [ot.render_go(go_template, p) for p in prompts]
+    same = sum(a == b for a, b in zip(want, got))
+    ok = same == len(prompts)
+    return (f"Modelfile TEMPLATE renders {same}/{len(prompts)} prompts of {m.conversations_what} exactly as the "
+            f"training template ({how})"), ok
+
+
+def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dtype: str | None = None,
+                base: str = "dequantized", llama_cpp: str | None = None, ollama: bool = True,
+                system: str | None = None, progress: Progress = _print_progress,
+                trust_remote_code: bool = False) -> Path:
+    from tui_tuner import gguf_export as ge
+    from tui_tuner import ollama_template as ot
+
+    out = check_out_dir(out)
+    if quant is not None and quant not in ge.QUANTS:
+        raise UserError(f"--quant {quant!r} is not one of {', '.join(ge.QUANTS)}")
+    exe = None
+    if quant in ge.K_QUANTS:
+        exe = ge.find_llama_quantize(llama_cpp)
+        if llama_cpp and exe is None:
+            raise UserError(f"--llama-cpp {llama_cpp}: no executable llama-quantize in it (or its bin/, build/bin/)",
+                            hint="point it at llama.cpp's build folder, or leave it out to get an f16 file")
+    total = 9
+    m = merge(target, dtype=dtype, base=base, progress=progress, total=total, trust_remote_code=trust_remote_code)
+    quant = quant or {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[m.dtype]
+    name = _safe_name(target.label)
+    staging = _staging(out)
+    lines: list[str] = []
+    try:
+        hf_dir = staging / ".merged"
+        progress(5, total, f"saving the merged model ({m.dtype}) for the converter")
+        m.model.save_pretrained(str(hf_dir))
+        m.tok.save_pretrained(str(hf_dir))
+        conv_type = quant if quant in ge.CONVERTER_TYPES else "f16"
+        gguf_path = staging / f"{name}-{conv_type}.gguf"
+        progress(6, total, f"converting to GGUF {conv_type} with llama.cpp's converter")
+        ge.convert(hf_dir, gguf_path, conv_type, lambda msg: progress(6, total, msg))
+        shutil.rmtree(hf_dir)
+        final_name = gguf_path.name
+        pending = None
+        if quant in ge.K_QUANTS:
+            if exe:
+                progress(7, total, f"quantizing to {quant} with {exe}")
+                q_path = staging / f"{name}-{quant}.gguf"
+                ge.quantize(exe, gguf_path, q_path, quant, lambda msg: progress(7, total, msg))
+                gguf_path.unlink()
+                final_name = q_path.name
+            else:
+                pending = quant
+                progress(7, total, f"llama-quantize is not on PATH (nor given with --llama-cpp): wrote {final_name}")
+        else:
+            progress(7, total, f"{quant}: no quantization step needed")
+        gguf_path = staging / final_name
+        translation = go_template = None
+        if ollama:
+            progress(8, total, "writing the Ollama Modelfile")
+            translation = ot.translate(ot.tokenizer_render(m.tok))
+            go_template = ot.to_go(translation)
+            specials = [t for t in m.tok.all_special_tokens] + [t.content for t in m.tok.added_tokens_decoder.values()
+                                                                if t.special]
+            stops = ot.stop_tokens(translation, specials, m.tok.eos_token)
+            params = {"temperature": 0, "top_p": 1.0, "top_k": 0, "repeat_penalty": 1.0, "num_predict": 128}
+            if system is None:
+                system = common_system_prompt(m.conversations)
+            text = ot.modelfile(final_name, go_template, stops, params=params, system=system or None)
+            (staging / "Modelfile").write_text(text, encoding="utf-8")
+        (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(
+            target, "gguf", dtype=m.dtype, base=m.base, quant=quant if not pending else "f16",
+            pending_quant=pending, file=final_name,
+            notes=translation.notes if translation else []), indent=1))
+        _finish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    gguf_path = out / final_name
+    size = gguf_path.stat().st_size
+    progress(9, total, f"saved {gguf_path} ({size / 2**20:.1f} MiB)" + (" and Modelfile" if ollama else ""))
+
+    # The check: template in the file, Modelfile TEMPLATE, and the file's own replies.
+    train_template = m.tok.chat_template
+    embedded = ge.embedded_chat_template(gguf_path)
+    parts = [("GGUF chat template == training template" if embedded == train_template
+              else "GGUF chat template DIFFERS from the training template")]
+    if go_template is not None:
+        tline, _ = _template_check(m, go_template)
+        parts.append(tline)
+        if translation.notes:
+            parts.append("template notes: " + "; ".join(translation.notes))
+    try:
+        model, tok = ge.load_back(gguf_path, m.dtype)
+        rline, _ = replies_line(m, model, tok, f"GGUF {final_name.rsplit('-', 1)[-1][:-5]} loaded back by transformers")
+        parts.append(rline)
+    except Exception as e:  # noqa: BLE001 - a reader limitation must not hide the written file
+        parts.append(f"could not load the GGUF back with transformers: {type(e).__name__}: {str(e)[:120]}")
+    print("check: " + " | ".join(parts), flush=True)
+    if pending:
+        q = out / f"{name}-{pending}.gguf"
+        print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}   "
+              f"(or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})",
+              flush=True)
+    if ollama:
+        cmd = f"ollama create {name} -f {out / 'Modelfile'}"
+        if shutil.which("ollama"):
+            print(f"ollama is installed: `{cmd}` then `ollama run {name}`", flush=True)
+        else:
+            print(f"in Ollama: `{cmd}` then `ollama run {name}`; in llama.cpp: `llama-cli -m {gguf_path} -cnv`",
+                  flush=True)
     return out
 
 
@@ -155,16 +473,27 @@ def cmd_export(args) -> int:
     target = describe_target(str(run.path), args.checkpoint)
     if target.note:
         print(f"note: {target.note}", file=sys.stderr, flush=True)
-    dtype = getattr(args, "dtype", None) or "bf16"
+    dtype = getattr(args, "dtype", None)
+    base = getattr(args, "base", None) or "dequantized"
+    trust = getattr(args, "trust_remote_code", False)
+    if not getattr(args, "gguf", False):
+        extra = [f for f, v in (("--quant", getattr(args, "quant", None)), ("--llama-cpp", getattr(args, "llama_cpp", None)),
+                                ("--system", getattr(args, "system", None))) if v]
+        if extra:
+            raise UserError(f"{', '.join(extra)} only applies to --gguf", hint="add --gguf, or leave it out")
     try:
         if args.adapter_only:
             export_adapter(target, args.out)
+        elif getattr(args, "gguf", False):
+            export_gguf(target, args.out, quant=args.quant, dtype=dtype, base=base, llama_cpp=args.llama_cpp,
+                        ollama=args.ollama, system=getattr(args, "system", None), trust_remote_code=trust)
         else:
-            export_merged(target, args.out, dtype=dtype, trust_remote_code=getattr(args, "trust_remote_code", False))
+            export_merged(target, args.out, dtype=dtype, base=base, trust_remote_code=trust)
     except OSError as e:
         if e.errno == 28:  # ENOSPC
-            raise UserError(f"--out {args.out}: disk full while exporting", hint="free space or choose another disk")
-        raise
+            raise UserError(f"--out {args.out}: disk full while exporting; nothing was left at {args.out}",
+                            hint="free space or choose another disk") from None
+        raise UserError(f"--out {args.out}: {e.strerror or e}", hint="choose a writable folder") from None
     return 0
 
 

@@ -49,6 +49,7 @@ class PreparedData:
     val: Any | None
     report: DataReport
     chat_template: str | None
+    val_index: Any = None  # rows of the source file in the validation split (export renders them)
 
 
 def _progress_fn(progress: Progress | None) -> Callable[[str, float | None], None]:
@@ -554,4 +555,4 @@ def prepare_dataset(data_cfg: DataConfig, tokenizer, *, seed: int, progress: Pro
     if report.train_rows == 0:
         report.errors.append("no usable training rows after cleaning")
     say(f"dataset ready: {report.train_rows:,} train / {report.val_rows:,} validation rows", 1.0)
-    return PreparedData(train=train, val=val, report=report, chat_template=template)
+    return PreparedData(train=train, val=val, report=report, chat_template=template, val_index=val_idx)

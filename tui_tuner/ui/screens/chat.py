@@ -556,11 +556,12 @@ class ExportDialog(ModalScreen[None]):
         self.out: str | None = None
         self.returncode: int | None = None
 
-    def default_out(self, merge: bool) -> str:
+    def default_out(self, kind: str | bool) -> str:
         from tui_tuner import paths
 
+        kind = {True: "merged", False: "adapter"}.get(kind, kind) if isinstance(kind, bool) else kind
         root = paths.home() / "exports"
-        stem = f"{self.run_id}-{self.checkpoint}-{'merged' if merge else 'adapter'}"
+        stem = f"{self.run_id}-{self.checkpoint}-{kind}"
         out, n = root / stem, 1
         while out.exists():
             n += 1
@@ -572,8 +573,10 @@ class ExportDialog(ModalScreen[None]):
             yield Label(f"Export run {self.run_id} · adapter {checkpoint_label(self.checkpoint)}",
                         classes="dialog-title")
             with RadioSet(id="export-kind"):
-                yield RadioButton("merged 16-bit model (bf16 safetensors; plain transformers loads it)",
+                yield RadioButton("merged model (safetensors in the run's dtype; answers like this chat)",
                                   value=True, id="export-merge")
+                yield RadioButton("GGUF + Ollama Modelfile (llama.cpp, Ollama, LM Studio; checked against this chat)",
+                                  id="export-gguf")
                 yield RadioButton("adapter only (PEFT; small; needs the base model)", id="export-adapter")
             yield Label("Output folder (must not exist yet)")
             yield Input(self.default_out(True), id="export-out")
@@ -588,8 +591,8 @@ class ExportDialog(ModalScreen[None]):
 
     @on(RadioSet.Changed)
     def _kind_changed(self, event: RadioSet.Changed) -> None:
-        merge = event.pressed.id == "export-merge"
-        self.query_one("#export-out", Input).value = self.default_out(merge)
+        kind = {"export-merge": "merged", "export-gguf": "gguf"}.get(event.pressed.id, "adapter")
+        self.query_one("#export-out", Input).value = self.default_out(kind)
 
     @on(Button.Pressed, "#export-close")
     def _close_pressed(self) -> None:
@@ -600,6 +603,7 @@ class ExportDialog(ModalScreen[None]):
         if self.proc is not None and self.proc.poll() is None:
             return
         merge = self.query_one("#export-merge", RadioButton).value
+        gguf = self.query_one("#export-gguf", RadioButton).value
         out = self.query_one("#export-out", Input).value.strip()
         if not out:
             self.notify("give an output folder", severity="error")
@@ -612,7 +616,7 @@ class ExportDialog(ModalScreen[None]):
         result = self.query_one("#export-result", Static)
         result.update("exporting…")
         result.set_classes("")
-        self._run_export(["--merge" if merge else "--adapter-only", "--out", out, "--checkpoint", self.checkpoint])
+        self._run_export(["--merge" if merge else "--gguf" if gguf else "--adapter-only", "--out", out, "--checkpoint", self.checkpoint])
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _run_export(self, flags: list[str]) -> None:
@@ -631,13 +635,14 @@ class ExportDialog(ModalScreen[None]):
             lines.append(line)
             self.app.call_from_thread(self.query_one("#export-log", Log).write_line, line)
         rc = self.proc.wait()
-        self.app.call_from_thread(self._export_done, rc, lines[-1] if lines else "")
+        checks = [ln for ln in lines if ln.startswith("check")]  # the export's agreement line
+        self.app.call_from_thread(self._export_done, rc, lines[-1] if lines else "", checks[-1] if checks else "")
 
-    def _export_done(self, rc: int, last: str) -> None:
+    def _export_done(self, rc: int, last: str, check: str = "") -> None:
         self.returncode = rc
         result = self.query_one("#export-result", Static)
         if rc == 0:
-            result.update(f"✓ exported to {self.out}")
+            result.update(f"✓ exported to {self.out}" + (f"\n{check}" if check else ""))
             result.set_classes("ok")
         else:
             result.update(f"✗ {last.removeprefix('error: ') or f'export failed (exit code {rc})'}")
