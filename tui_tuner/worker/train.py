@@ -140,7 +140,7 @@ class TrainingSession:
         self._progress("resolving model " + cfg.model.name_or_path)
         from tui_tuner import hub
 
-        model_path = hub.resolve_model_ref(cfg.model.name_or_path)
+        model_path = hub.resolve_model_ref(cfg.model.name_or_path, progress=self._progress)  # a .gguf: dequantized once
         hub.go_offline_if_unreachable()
 
         self._progress("importing torch / transformers")
