@@ -113,6 +113,9 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True)
+        ref = Path(cfg.model.name_or_path.strip()).expanduser()
+        if cfg.model.name_or_path.strip() != "demo" and ref.exists() and not ref.is_absolute():
+            cfg.model.name_or_path = str(ref.resolve())  # the worker runs in the run directory
         run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
         run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
                                 dataset=cfg.data.path))

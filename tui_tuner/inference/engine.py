@@ -145,7 +145,7 @@ def end_of_turn_ids(tok, generation_config=None) -> list[int]:
             if isinstance(i, int) and i not in ids:
                 ids.append(i)
     with contextlib.suppress(Exception):
-        marker = "\x1eEND\x1e"
+        marker = "\ue000END\ue000"  # private-use, not whitespace: templates that `| trim` the content keep it
         text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
                                        tokenize=False)
         suffix = text.split(marker, 1)[1]
