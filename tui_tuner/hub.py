@@ -51,18 +51,25 @@ def in_hf_cache(repo_id: str, filename: str = "config.json") -> str | None:
     return hit if isinstance(hit, str) else None
 
 
-def resolve_model_ref(ref: str, *, build_demo: bool = True) -> str:
+def resolve_model_ref(ref: str, *, build_demo: bool = True, progress=None) -> str:
     """Return something `from_pretrained` can load: a local directory or a hub id.
 
-    'demo' builds the offline demo model on first use. Raises UserError with one clear line
-    for a missing local path, a directory without config.json, or a hub id that is neither
-    cached nor reachable.
+    'demo' builds the offline demo model on first use; a .gguf file is dequantized once into a
+    model folder (build_demo=False only checks the file). progress(message, fraction) hears about
+    that work. Raises UserError with one clear line for a missing local path, a directory without
+    config.json, or a hub id that is neither cached nor reachable.
     """
     ref = ref.strip()
     if ref == "demo":
         from tui_tuner import demo
 
         return str(demo.ensure_demo_model() if build_demo else demo.demo_path())
+    if ref.lower().endswith(".gguf"):
+        from tui_tuner.models import gguf_source
+
+        if not build_demo:
+            return str(gguf_source.find_converted(ref) or gguf_source.identify(ref).path)
+        return str(gguf_source.ensure_converted(ref, progress))
     p = Path(ref).expanduser()
     is_pathy = ref.startswith(("/", ".", "~")) or p.exists() or ref.count("/") > 1
     if is_pathy:

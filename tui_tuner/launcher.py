@@ -143,6 +143,9 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
         _ensure_gpu_free()
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True, mode=0o700)
+        ref = Path(cfg.model.name_or_path.strip()).expanduser()
+        if cfg.model.name_or_path.strip() != "demo" and ref.exists() and not ref.is_absolute():
+            cfg.model.name_or_path = str(ref.resolve())  # the worker runs in the run directory
         try:
             atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
             run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,

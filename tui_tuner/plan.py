@@ -269,6 +269,18 @@ def inspect_data(cfg: RunConfig, *, examples: int = 3,
 # ---------------------------------------------------------------------------------------------
 
 
+def _gguf_waiting(ref: str) -> bool:
+    """A readable .gguf file whose dequantized folder is not made yet (the worker makes it)."""
+    from tui_tuner.models import gguf_source
+
+    if not gguf_source.is_gguf_ref(ref):
+        return False
+    try:
+        return gguf_source.find_converted(ref) is None
+    except UserError:
+        return False
+
+
 def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, inspect: bool = True,
                gpu: Any = "detect", vram_gib: float | None = None,
                history: tuple[float, str] | None | str = "look") -> Plan:
@@ -291,6 +303,9 @@ def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, ins
         if cfg.model.name_or_path.strip() == "demo":
             plan.model = {"name": "demo", "origin": "demo", "kind": "chat",
                           "problem": "built when training starts"}
+        elif _gguf_waiting(cfg.model.name_or_path):
+            plan.model = {"name": cfg.model.name_or_path, "origin": "gguf", "kind": "unknown",
+                          "problem": "dequantized once when training starts"}
         else:
             plan.model_error = e.one_line()
 

@@ -155,7 +155,7 @@ def end_of_turn_ids(tok, generation_config=None) -> list[int]:
             if isinstance(i, int) and i not in ids:
                 ids.append(i)
     with contextlib.suppress(Exception):
-        marker = "\x1eEND\x1e"
+        marker = "\ue000END\ue000"  # private-use, not whitespace: templates that `| trim` the content keep it
         text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
                                        tokenize=False)
         suffix = text.split(marker, 1)[1]
@@ -201,7 +201,8 @@ class Engine:
                                          revision, command="tui-tuner chat TARGET")
         else:
             trust = self.trust_remote_code
-        model_path = hub.resolve_model_ref(target.model_ref)
+        model_path = hub.resolve_model_ref(  # a .gguf is dequantized once: its steps fill 2–9 % of the bar
+            target.model_ref, progress=lambda m, f=None: self.progress(m, 0.02 + 0.07 * (f or 0.0)))
         hub.go_offline_if_unreachable()
 
         self.progress("importing torch / transformers", 0.1)

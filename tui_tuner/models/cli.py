@@ -11,7 +11,8 @@ from tui_tuner.models.catalog import advice_for
 from tui_tuner.models.sources import ModelSource, discover_models, load_model_config
 from tui_tuner.models.vram import Estimate, TrainSettings, auto_fit, estimate
 
-ORIGIN_WORDS = {"demo": "offline demo model", "local": "local folder", "cache": "Hugging Face cache",
+ORIGIN_WORDS = {"demo": "offline demo model", "local": "local folder", "gguf": "GGUF file, dequantized once",
+                "cache": "Hugging Face cache",
                 "card": "model card, offline", "hub": "config.json from the hub"}
 
 

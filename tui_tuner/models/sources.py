@@ -3,6 +3,7 @@
 Sources, in the order a reference is resolved:
 - `demo`: the offline demo model built by `tui_tuner.demo`;
 - a local directory holding config.json (+ weights);
+- a .gguf file, dequantized once into a model folder under the tool's cache (models/gguf_source.py);
 - the Hugging Face cache (`scan_cache_dir`; a missing cache is simply empty);
 - a model card in presets/models/ (architecture numbers only: estimates work offline);
 - a hub id: only config.json (and tokenizer files) are fetched; the weights come when training starts.
@@ -28,7 +29,7 @@ class ModelSource:
     """A model reference resolved to its config.json dict (no weights loaded)."""
 
     name: str  # what the user typed / the hub id
-    origin: str  # demo | local | cache | card | hub
+    origin: str  # demo | local | gguf | cache | card | hub
     config: dict[str, Any]
     path: str | None = None  # local directory or cached snapshot holding config.json
     card: ModelCard | None = None
@@ -109,6 +110,8 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
                 raise UserError("the demo model is not built yet", hint="run `tui-tuner demo --build-only` once")
             d = Path(hub.resolve_model_ref("demo", build_demo=True))
         return _from_dir("demo", "demo", d)
+    if ref.lower().endswith(".gguf"):
+        return _from_gguf(ref, convert=build_demo, in_child=allow_download)
     p = Path(ref).expanduser()
     if ref.startswith(("/", ".", "~")) or p.exists() or ref.count("/") > 1:
         local = Path(hub.resolve_model_ref(ref, build_demo=False))  # one-line errors for bad paths
@@ -127,6 +130,38 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
                         hint=f"run `tui-tuner estimate --model {ref}` to fetch its config.json, "
                              "or pick a model from `tui-tuner models`")
     return _download_config(ref, revision)
+
+
+def _from_gguf(ref: str, *, convert: bool, in_child: bool) -> ModelSource:
+    """A .gguf file: config.json and tokenizer come from its folder dequantized once under the tool's
+    cache. convert: do that here (imports torch; CLI and workers). in_child: do it in a child process,
+    so a torch-free caller (the wizard) still gets the real config. Neither: only find it."""
+    import sys
+
+    from tui_tuner.models import gguf_source
+
+    info = gguf_source.identify(ref)
+    folder = gguf_source.find_converted(ref)
+    if folder is None and convert:
+        folder = gguf_source.ensure_converted(
+            ref, lambda message, fraction=None: print(message, file=sys.stderr, flush=True))
+    elif folder is None and in_child:
+        import subprocess
+
+        proc = subprocess.run([sys.executable, "-m", "tui_tuner.models.gguf_source", str(info.path)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            errs = [ln for ln in lines if ln.startswith("error: ")]
+            raise UserError(errs[-1][len("error: "):] if errs else
+                            f"{info.path.name}: dequantizing failed ({lines[-1] if lines else proc.returncode})",
+                            hint="run `python -m tui_tuner.models.gguf_source FILE.gguf` to see the whole error")
+        folder = gguf_source.find_converted(ref)
+    if folder is None:
+        raise UserError(f"{info.path.name} is not dequantized yet (once, about a minute per GB)",
+                        hint="it happens when training starts, or now with "
+                             f"`tui-tuner estimate --model {ref}`")
+    return _from_dir(ref, "gguf", folder, size_on_disk=info.size)
 
 
 def hub_cache_dir() -> str:

@@ -237,7 +237,7 @@ class TrainingSession:
         self._progress("resolving model " + cfg.model.name_or_path)
         from tui_tuner import hub
 
-        model_path = hub.resolve_model_ref(cfg.model.name_or_path)
+        model_path = hub.resolve_model_ref(cfg.model.name_or_path, progress=self._progress)  # a .gguf: dequantized once
         hub.go_offline_if_unreachable()
         from tui_tuner.remote_code import require_confirmation
 
