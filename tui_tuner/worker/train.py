@@ -148,7 +148,8 @@ class TrainingSession:
         import transformers
         from peft import LoraConfig, get_peft_model
         from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig,
-                                  DataCollatorForSeq2Seq, Trainer, TrainingArguments)
+                                  DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
+                                  TrainingArguments)
         from transformers.trainer_callback import PrinterCallback
 
         transformers.logging.set_verbosity_warning()
@@ -208,6 +209,26 @@ class TrainingSession:
         self._progress(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
         tc = cfg.train
+        inner = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=8 if cuda else None)
+        # padding-free: one row per batch, position ids restarting at each example, labels -100 at each start
+        flat = DataCollatorWithFlattening(return_flash_attn_kwargs=attn.startswith("flash"))
+
+        def collate_padded(features):
+            return inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+        def collate_flat(features):
+            return flat([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+        from tui_tuner.worker.loss import select_for_run, trainer_class
+
+        try:
+            sel = select_for_run(cfg, model, prepared.train, cuda=cuda, attn=attn, collate_padded=collate_padded,
+                                 collate_flat=collate_flat, dtype_bits=torch.finfo(dtype).bits)
+        except ValueError as e:
+            raise UserError(str(e), hint="set train.loss_impl / train.packing to auto") from None
+        collate = collate_flat if sel.packing.impl == "padding_free" else collate_padded
+        run.update_status(loss_impl=sel.loss.impl, packing=sel.packing.impl)
+        self._progress(f"loss: {sel.loss.impl} ({sel.loss.reason}); batches: {sel.packing.impl} ({sel.packing.reason})")
         targs = TrainingArguments(
             output_dir=str(run.checkpoints_dir),
             per_device_train_batch_size=tc.batch_size,
@@ -242,11 +263,8 @@ class TrainingSession:
             report_to="none",
             disable_tqdm=True,
             dataloader_pin_memory=cuda,
+            use_liger_kernel=sel.loss.impl == "liger",  # Trainer applies Liger to the base under PEFT
         )
-        inner = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=8 if cuda else None)
-
-        def collate(features):
-            return inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
 
         resume_from = None
         if self.resume:
@@ -260,10 +278,11 @@ class TrainingSession:
 
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
                                    estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
-                                   diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda)
-        trainer = Trainer(model=model, args=targs, train_dataset=prepared.train,
-                          eval_dataset=prepared.val if has_eval else None, data_collator=collate,
-                          processing_class=tok, callbacks=[events])
+                                   diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda, start_info=sel.to_event())
+        trainer_cls = trainer_class(Trainer, chunked=sel.loss.impl == "chunked")
+        trainer = trainer_cls(model=model, args=targs, train_dataset=prepared.train,
+                              eval_dataset=prepared.val if has_eval else None, data_collator=collate,
+                              processing_class=tok, callbacks=[events])
         trainer.remove_callback(PrinterCallback)  # we print our own concise lines
         sampler = SystemSampler(run, tc.system_sample_interval, lambda: events.step).start()
         t0 = time.perf_counter()
