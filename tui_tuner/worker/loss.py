@@ -350,7 +350,9 @@ def select_for_run(cfg, model, train, *, cuda: bool, attn: str, collate_padded, 
     if p_ok and (reqp == "padding_free" or (reqp == "auto" and cuda and attn == "flash_attention_2")):
         diff = packing_agreement(model, _shortest(train, 3), collate_padded, collate_flat)
         checks["packed_vs_alone_rel_diff"] = diff
-        if not diff <= tol:
+        # attention with a block mask vs without one: kernels differ in rounding (measured up to 8e-5 in
+        # fp32 on the demo); rows attending to each other differ by far more than 1e-3
+        if not diff <= max(tol, 1e-3):
             p_ok, p_why = False, f"a row's loss packed differs from alone by {diff:.1e} (relative)"
     packing = choose_packing(reqp, cuda=cuda, attn_implementation=attn, supported=p_ok, why_not=p_why)
     return Selection(loss, packing, checks)
