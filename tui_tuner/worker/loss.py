@@ -38,9 +38,11 @@ IGNORE_INDEX = -100
 # the 12 bytes per logit of a cross-entropy backward. Qwen2.5's 151,936 vocabulary → 220 positions.
 CHUNK_LOGIT_ELEMENTS = 1 << 25
 MIN_CHUNK_TOKENS = 64
-# auto chooses chunked from two chunks' worth of logits per micro-batch: below that there is
-# nothing to save and the recomputed lm_head matmul would only cost time.
-AUTO_CHUNKED_MIN_LOGITS = 2 * CHUNK_LOGIT_ELEMENTS
+# auto chooses chunked from more than one chunk's worth of logits per micro-batch: below that there
+# is nothing to save and the recomputed lm_head matmul would only cost time. At this threshold the
+# chunk (plus its compute-dtype logits) costs slightly more than the standard loss, so the estimated
+# peak keeps growing with batch x length across the switch (auto-fit's search relies on that).
+AUTO_CHUNKED_MIN_LOGITS = CHUNK_LOGIT_ELEMENTS + 1
 
 
 def chunk_tokens(vocab_size: int) -> int:
