@@ -178,3 +178,19 @@ def test_chunked_support_refuses_models_that_scale_their_logits():
     assert L.chunked_support(LlamaForCausalLM(LlamaConfig(**small))) == (True, "")
     ok, why = L.chunked_support(CohereForCausalLM(CohereConfig(logit_scale=0.5, **small)))
     assert not ok and "logit_scale" in why
+
+
+@pytest.mark.slow
+def test_an_eval_pass_does_not_stop_gradients_through_4bit_layers(qwen_vocab):
+    """bitsandbytes repacks 4-bit weights for its CPU inference kernel at the first eval forward; the
+    worker turns that off, so training after an eval (or the agreement check) keeps its gradients."""
+    from tui_tuner.worker.train import _keep_4bit_layers_trainable_after_eval
+
+    path, tok = qwen_vocab  # Qwen2: q/k/v have biases
+    model = _load_4bit_lora(path)
+    _keep_4bit_layers_trainable_after_eval(model)
+    batch = _padded(tok, _faq_rows(tok, 2))
+    _, before = _loss_and_grads(model, batch, chunked=False)
+    assert L.agreement(model, batch) <= REL  # an eval-mode forward
+    _, after = _loss_and_grads(model, batch, chunked=False)
+    assert max(_rel(after[n], before[n]) for n in before) <= 1e-6

@@ -196,6 +196,7 @@ class TrainingSession:
             load_kwargs["device_map"] = {"": torch.cuda.current_device()}
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
         model.config.use_cache = False
+        _keep_4bit_layers_trainable_after_eval(model)
         lcfg = cfg.lora
         model = get_peft_model(model, LoraConfig(
             r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
@@ -308,6 +309,17 @@ class TrainingSession:
         tok.save_pretrained(str(run.adapter_dir))
         run.update_status(step=trainer.state.global_step)
         self._finish("completed", events.early_stopped)
+
+
+def _keep_4bit_layers_trainable_after_eval(model) -> None:
+    """bitsandbytes 0.50 repacks a Linear4bit's weight for its CPU inference kernel (gemv_4bit) at the
+    first forward in eval mode on a CPU with AVX512-BF16, and keeps using that kernel afterwards, in
+    training too: it has no autograd formula, so gradients stop flowing through the base layers
+    (silently), and a layer with a bias (Qwen's q/k/v) fails with "a view of a leaf Variable ... in-place
+    operation". Any eval pass or pre-training check would trigger it; a training process never wants it."""
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
 
 
 def _oom_hint() -> str:
