@@ -147,27 +147,32 @@ def test_eval_and_agreement_check(demo):
 
 
 def test_chunked_loss_on_a_bare_head_matches_cross_entropy_including_softcap():
-    """The function itself: -100 anywhere, all-masked rows, softcapping as Gemma 2/3 apply it."""
+    """The function itself, on a frozen head (fused path) and a trainable one (checkpointed path):
+    -100 anywhere, all-masked rows, softcapping as Gemma 2/3 apply it."""
     torch.manual_seed(1)
-    head = torch.nn.Linear(16, 50, bias=False)
+    head = torch.nn.Linear(16, 50, bias=True)
     hidden = torch.randn(3, 9, 16, requires_grad=True)
     labels = torch.randint(0, 50, (3, 9))
     labels[0, :4] = -100
     labels[2] = -100  # a row with nothing trained
-    for cap in (None, 5.0):
+    for frozen, cap in ((True, None), (True, 5.0), (False, None), (False, 5.0)):
+        head.requires_grad_(not frozen)
+        assert L._frozen_linear(head) is frozen
         logits = head(hidden)
         if cap:
             logits = torch.tanh(logits / cap) * cap
         from transformers.loss.loss_utils import ForCausalLMLoss
 
         ref = ForCausalLMLoss(logits, labels, vocab_size=50, num_items_in_batch=torch.tensor(11))
-        (g_ref,) = torch.autograd.grad(ref, hidden)
+        wrt = (hidden,) if frozen else (hidden, head.weight)
+        g_ref = torch.autograd.grad(ref, wrt)
         mine = L.chunked_causal_lm_loss(hidden, head, labels, num_items_in_batch=torch.tensor(11), chunk_size=4,
                                         softcap=cap)
-        (g,) = torch.autograd.grad(mine, hidden)
-        assert torch.allclose(mine, ref, rtol=1e-6) and _rel(g, g_ref) < 1e-6
-    # nothing trained at all: the mean is nan, like torch's cross_entropy(reduction="mean")
-    assert torch.isnan(L.chunked_causal_lm_loss(hidden, head, torch.full((3, 9), -100)))
+        g = torch.autograd.grad(mine, wrt)
+        assert torch.allclose(mine, ref, rtol=1e-6)
+        assert all(_rel(a, b) < 1e-6 for a, b in zip(g, g_ref))
+        # nothing trained at all: the mean is nan, like torch's cross_entropy(reduction="mean")
+        assert torch.isnan(L.chunked_causal_lm_loss(hidden, head, torch.full((3, 9), -100)))
 
 
 def test_chunked_support_refuses_models_that_scale_their_logits():

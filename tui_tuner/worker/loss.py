@@ -158,14 +158,62 @@ def _chunk_loss_sum(head, hidden, labels, softcap):
     return torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def _frozen_linear(head) -> bool:
+    import torch
+
+    return type(head) is torch.nn.Linear and not any(p.requires_grad for p in head.parameters())
+
+
+def _fused_chunks_loss_sum(h, y, weight, bias, size: int, softcap):
+    """Sum of token cross-entropies of (h @ weight.T + bias) against y, one chunk of positions at a time.
+
+    When h needs a gradient, each chunk's gradient for h is computed right there from the chunk's
+    logits (softmax - one-hot, through the softcap) and the logits are freed: the scheme of Liger's
+    fused linear cross-entropy, in plain torch. Same matmul count as the standard loss (no
+    recomputation) and one chunk of logits alive at a time. Only for a frozen head (the QLoRA case)."""
+    import torch
+
+    class _FusedLinearCE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h):
+            total = torch.zeros((), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+            for start in range(0, h.shape[0], size):
+                hc, yc = h[start:start + size], y[start:start + size]
+                logits = torch.nn.functional.linear(hc, weight, bias)
+                t = None
+                if softcap:
+                    t = torch.tanh(logits / softcap)
+                    logits = t * softcap
+                lf = logits.float()  # transformers upcasts the logits before its cross-entropy too
+                lse = torch.logsumexp(lf, dim=-1)
+                total += (lse - lf.gather(1, yc.unsqueeze(1)).squeeze(1)).sum()
+                if grad_h is not None:
+                    g = lf.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place of the logits
+                    g[torch.arange(g.shape[0], device=g.device), yc] -= 1.0
+                    if t is not None:
+                        g.mul_(1.0 - t.float().square())
+                    grad_h[start:start + size] = g.to(h.dtype) @ weight
+            ctx.save_for_backward(grad_h)
+            return total
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (grad_h,) = ctx.saved_tensors
+            return grad_h * grad_out.to(grad_h.dtype)
+
+    return _FusedLinearCE.apply(h)
+
+
 def chunked_causal_lm_loss(hidden, head, labels, *, num_items_in_batch=None, shift_labels=None,
                            chunk_size: int | None = None, softcap: float | None = None):
     """transformers' ForCausalLMLoss(head(hidden), labels, ...) without ever holding all the logits.
 
     Same shift (labels padded with -100 then shifted left, or `shift_labels` as given), same -100
     handling, same normalisation (sum / num_items_in_batch when given, else mean over trained
-    positions). Only trained positions are projected; each chunk runs under non-reentrant
-    checkpointing, so its logits are freed after forward and recomputed in backward.
+    positions). Only trained positions are projected. A frozen nn.Linear head (QLoRA) takes the fused
+    path (gradient per chunk computed in forward); any other head (trainable, adapted) runs each
+    chunk under non-reentrant checkpointing: logits freed after forward, recomputed in backward.
     """
     import torch
     from torch.utils.checkpoint import checkpoint
@@ -174,20 +222,22 @@ def chunked_causal_lm_loss(hidden, head, labels, *, num_items_in_batch=None, shi
         shift_labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
     shift_labels = shift_labels.reshape(-1).to(hidden.device)
     flat = hidden.reshape(-1, hidden.shape[-1])
-    keep = shift_labels != IGNORE_INDEX
-    idx = keep.nonzero().squeeze(-1)
+    idx = (shift_labels != IGNORE_INDEX).nonzero().squeeze(-1)
     h, y = flat.index_select(0, idx), shift_labels.index_select(0, idx)
     n = int(y.numel())
     size = chunk_size or chunk_tokens(head.weight.shape[0] if hasattr(head, "weight") else 1)
-    total = flat.new_zeros((), dtype=torch.float32) + 0.0 * flat.sum()  # keeps the graph when n == 0
-    grad = torch.is_grad_enabled()
-    # torch.split: one backward node that concatenates the chunks' gradients once (slicing would
-    # allocate a full-size zero gradient per chunk)
-    for hc, yc in zip(torch.split(h, size), torch.split(y, size)):
-        if grad:
-            total = total + checkpoint(_chunk_loss_sum, head, hc, yc, softcap, use_reentrant=False)
-        else:
-            total = total + _chunk_loss_sum(head, hc, yc, softcap)
+    if _frozen_linear(head):
+        total = _fused_chunks_loss_sum(h, y, head.weight, head.bias, size, softcap)
+    else:
+        total = flat.new_zeros((), dtype=torch.float32) + 0.0 * flat.sum()  # keeps the graph when n == 0
+        grad = torch.is_grad_enabled()
+        # torch.split: one backward node that concatenates the chunks' gradients once (slicing would
+        # allocate a full-size zero gradient per chunk)
+        for hc, yc in zip(torch.split(h, size), torch.split(y, size)):
+            if grad:
+                total = total + checkpoint(_chunk_loss_sum, head, hc, yc, softcap, use_reentrant=False)
+            else:
+                total = total + _chunk_loss_sum(head, hc, yc, softcap)
     if num_items_in_batch is not None:
         if torch.is_tensor(num_items_in_batch):
             num_items_in_batch = num_items_in_batch.to(total.device)
@@ -318,10 +368,17 @@ class Selection:
                 "packing_reason": self.packing.reason, **self.checks}
 
 
-def _shortest(train, n: int) -> list[dict]:
+def _shortest(train, n: int, max_tokens: int) -> list[dict]:
+    """The n shortest rows, each cut to its last max_tokens tokens (the end of a row is trained): the
+    checks compare two computations on the same input, and the standard side holds all its logits."""
     lengths = train["length"] if "length" in train.column_names else [len(x) for x in train["input_ids"]]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])[:n]
-    return [{"input_ids": list(train[i]["input_ids"]), "labels": list(train[i]["labels"])} for i in order]
+    rows = []
+    for i in order:
+        ids, labels = list(train[i]["input_ids"])[-max_tokens:], list(train[i]["labels"])[-max_tokens:]
+        labels[0] = IGNORE_INDEX  # never predicted (no token before it); also what the flattening collator does
+        rows.append({"input_ids": ids, "labels": labels})
+    return rows
 
 
 def select_for_run(cfg, model, train, *, cuda: bool, attn: str, collate_padded, collate_flat,
@@ -339,7 +396,7 @@ def select_for_run(cfg, model, train, *, cuda: bool, attn: str, collate_padded, 
     tokens = cfg.train.batch_size * cfg.data.max_length
     wants_chunked = req == "chunked" or (req == "auto" and not l_ok and vocab * tokens >= AUTO_CHUNKED_MIN_LOGITS)
     if c_ok and wants_chunked:
-        rows = _shortest(train, 2)
+        rows = _shortest(train, 2, max(16, chunk_tokens(vocab) // 2))  # at most one chunk of logits
         batch = {k: v.to(model.device) for k, v in collate_padded(rows).items()}
         diff = agreement(model, batch, chunk_size=max(1, sum(len(r["input_ids"]) for r in rows) // 3))
         checks["chunked_vs_standard_rel_diff"] = diff
@@ -350,7 +407,8 @@ def select_for_run(cfg, model, train, *, cuda: bool, attn: str, collate_padded, 
     p_ok, p_why = packing_support(model)
     reqp = cfg.train.packing
     if p_ok and (reqp == "padding_free" or (reqp == "auto" and cuda and attn == "flash_attention_2")):
-        diff = packing_agreement(model, _shortest(train, 3), collate_padded, collate_flat)
+        diff = packing_agreement(model, _shortest(train, 3, max(16, chunk_tokens(vocab) // 3)), collate_padded,
+                                 collate_flat)
         checks["packed_vs_alone_rel_diff"] = diff
         # attention with a block mask vs without one: kernels differ in rounding (measured up to 8e-5 in
         # fp32 on the demo); rows attending to each other differ by far more than 1e-3
