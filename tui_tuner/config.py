@@ -26,6 +26,8 @@ TOO_LONG_CHOICES = ("drop", "truncate")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "adamw_torch", "adamw_torch_fused", "sgd")
 ATTN_IMPLS = ("sdpa", "eager", "flash_attention_2")
+LOSS_IMPLS = ("auto", "standard", "chunked", "liger")  # tui_tuner/worker/loss.py says what each does
+PACKINGS = ("auto", "padding_free", "padded")
 
 
 def _choice(*allowed: str) -> dict:
@@ -110,6 +112,12 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     # Batch rows of similar length together: less padding, measured faster than packing on CPU.
     group_by_length: bool = True
+    # How the loss is computed: auto = liger on CUDA when installed, else chunked when vocabulary x
+    # tokens per batch is large (never all logits at once), else standard.
+    loss_impl: str = field(default="auto", metadata=_choice(*LOSS_IMPLS))
+    # padding_free = one flattened row per batch with restarting position ids (no pad tokens);
+    # auto = padding-free only with flash_attention_2 on CUDA, padded elsewhere (measured faster on CPU).
+    packing: str = field(default="auto", metadata=_choice(*PACKINGS))
     seed: int = 42
     logging_steps: int = field(default=1, metadata=_range(1, None))
     save_steps: int = field(default=50, metadata=_range(1, None))

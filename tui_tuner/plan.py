@@ -329,7 +329,8 @@ def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, ins
                          "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
                          "fits": est.fits, "margin_gib": est.margin_gib,
                          "headroom_gib": None if est.headroom_gib is None else round(est.headroom_gib, 3),
-                         "params": est.params, "trainable_params": est.trainable_params, "notes": est.notes}
+                         "params": est.params, "trainable_params": est.trainable_params, "notes": est.notes,
+                         "loss_impl": est.loss_impl, "loss_saving_gib": round(est.loss_saving_gib, 3)}
         plan.fit = fit_verdict(est.fits, est.headroom_gib, plan.vram_gib)
         if est.fits is False:
             plan.warnings.append(f"the estimate ({est.total_gib:.1f} GiB) does not fit in {plan.vram_gib:.1f} GiB: "
@@ -411,6 +412,9 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
                  + (f"; headroom {e['headroom_gib']:+.2f} GiB" if e.get("headroom_gib") is not None else ""))
         parts = ", ".join(f"{k} {v:.2f}" for k, v in group_breakdown(e["breakdown"]))
         L.append(f"           {parts} GiB")
+        if e.get("loss_impl") and e["loss_impl"] != "standard":
+            L.append(f"           loss: {e['loss_impl']} — {e['loss_saving_gib']:.2f} GiB less than the standard "
+                     "loss (all logits at once)")
     elif plan.estimate_error:
         L.append(f"VRAM       ✗ {plan.estimate_error}")
     t = c["train"]

@@ -81,6 +81,8 @@ class Status:
     last_checkpoint: str | None = None
     error: str | None = None
     hint: str | None = None
+    loss_impl: str | None = None  # what train.loss_impl / train.packing resolved to (start event says why)
+    packing: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Status":

@@ -110,6 +110,9 @@ def format_estimate(src: ModelSource, arch: Arch, est: Estimate, *, gpu: dict | 
         f"peak VRAM  {est.total_gib:.2f} GiB (set by the {est.phase} pass; eval {est.eval_gib:.2f} GiB; "
         f"chat {est.chat_gib:.2f} GiB)",
     ]
+    if est.loss_impl != "standard":
+        lines.append(f"loss       {est.loss_impl} (train.loss_impl: {s.get('loss_impl', 'auto')}): "
+                     f"{est.loss_saving_gib:.2f} GiB less than the standard loss, which holds all logits")
     for k, v in est.breakdown.items():
         lines.append(f"  {k:<16} {_gib(v)}")
     lines.append(f"  = static {est.static_gib:.2f} GiB + {est.per_token_mib:.3f} MiB per token of batch × length")

@@ -70,6 +70,8 @@ class TrainSettings:
     eval_batch_size: int | None = None  # None = same as batch_size (what the worker does)
     evaluate: bool = True
     device: str = "cuda"  # where training runs: "cuda" (the estimate's purpose) or "cpu"
+    loss_impl: str = "auto"  # train.loss_impl: auto / standard / chunked / liger (tui_tuner/worker/loss.py)
+    liger_installed: bool = False  # whether auto can pick liger on a GPU (liger-kernel importable)
 
     @property
     def compute_bytes(self) -> int:
@@ -87,7 +89,8 @@ class TrainSettings:
                    load_in_4bit=cfg.quantization.load_in_4bit, double_quant=cfg.quantization.double_quant,
                    compute_dtype=cfg.quantization.compute_dtype,
                    attn_implementation=cfg.model.attn_implementation,
-                   evaluate=cfg.data.val_ratio > 0)
+                   evaluate=cfg.data.val_ratio > 0, loss_impl=cfg.train.loss_impl,
+                   liger_installed=_liger_installed())
 
 
 @dataclass
@@ -110,6 +113,8 @@ class Estimate:
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     exact_arch: bool = True
+    loss_impl: str = "standard"  # the loss implementation the estimate assumes (auto resolved)
+    loss_saving_gib: float = 0.0  # peak saved against transformers' standard loss at the same settings
 
     @property
     def headroom_gib(self) -> float | None:
@@ -239,6 +244,52 @@ def eager_attention_bytes(arch: Arch, s: TrainSettings, batch: int, seq: int) ->
     return batch * arch.num_heads * seq * seq * per
 
 
+def _liger_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("liger_kernel") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolved_loss_impl(arch: Arch, s: TrainSettings) -> str:
+    """What train.loss_impl resolves to in the worker (tui_tuner/worker/loss.py, same rule)."""
+    from tui_tuner.worker.loss import AUTO_CHUNKED_MIN_LOGITS
+
+    if s.loss_impl != "auto":
+        return s.loss_impl
+    if s.device == "cuda" and s.liger_installed:
+        return "liger"
+    # the worker decides on batch_size x max_length (before padding to a multiple of 8)
+    return "chunked" if arch.vocab_size * s.batch_size * s.seq_len >= AUTO_CHUNKED_MIN_LOGITS else "standard"
+
+
+def logits_bytes(arch: Arch, s: TrainSettings, N: int, *, train: bool) -> float:
+    """Peak bytes of the loss over N tokens, per loss implementation.
+
+    standard: transformers' cross-entropy over all [N x vocab] logits (12 B per logit in backward,
+    10 B in a no-grad eval). chunked: one chunk of positions at a time (its compute-dtype logits plus
+    the same cross-entropy buffers), plus the trained positions' hidden states gathered for the loss
+    and their fp32 gradient. liger: Liger's fused linear cross-entropy keeps one chunk of
+    compute-dtype logits (gradient written in place), chunk = next power of two of
+    N / ceil(vocab / hidden), plus its gradient for the hidden states and fp32 per-token losses
+    (liger_kernel/ops/fused_linear_cross_entropy.py; not yet measured on a GPU).
+    """
+    V, h, cb = arch.vocab_size, arch.hidden_size, s.compute_bytes
+    per = LOGITS_TRAIN_BYTES if train else LOGITS_EVAL_BYTES
+    impl = resolved_loss_impl(arch, s)
+    if impl == "chunked":
+        from tui_tuner.worker.loss import chunk_tokens
+
+        return min(N, chunk_tokens(V)) * V * (per + cb) + N * h * (cb + (4 if train else 0))
+    if impl == "liger":
+        inc = -(-V // h)
+        chunk = min(N, 1 << max(0, math.ceil(math.log2(max(1, -(-N // inc))))))
+        return chunk * V * cb + N * h * cb + 4 * N
+    return N * V * per
+
+
 @dataclass
 class _Parts:
     static: dict[str, int]
@@ -259,7 +310,7 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
     h = arch.hidden_size
     # eager attention also builds one [batch, 1, seq, seq] causal mask for the whole model
     mask = batch * seq * seq * cb if attention_impl(arch, s) == "eager" else 0
-    logits = N * arch.vocab_size * LOGITS_TRAIN_BYTES
+    logits = logits_bytes(arch, s, N, train=True)
     grads = 2 * N * h * cb  # incoming and outgoing hidden-state gradients during backward
     if s.gradient_checkpointing:
         # Each layer's input is kept. The peak is either at the loss (checkpoints + logits buffers)
@@ -283,7 +334,7 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
     # no_grad forward: nothing is kept per layer; one layer's temporaries, then the logits/loss.
     ev = {"activations": (layer_activation_bytes_per_token(arch, s) * eval_N / 2
                           + eager_attention_bytes(arch, s, eb, seq) / 2) if eval_N else 0.0,
-          "logits": eval_N * arch.vocab_size * LOGITS_EVAL_BYTES}
+          "logits": logits_bytes(arch, s, eval_N, train=False) if eval_N else 0.0}
     return _Parts(static, train, ev)
 
 
@@ -328,6 +379,10 @@ def estimate(arch: Arch, s: TrainSettings, *, vram_gib: float | None = None, mod
     N = s.batch_size * seq
     slope = (train_dyn * (1 + ALLOCATOR_OVERHEAD)) / N if N else 0.0
     notes = list(arch.notes)
+    impl = resolved_loss_impl(arch, s)
+    saving = 0.0
+    if impl != "standard":
+        saving = estimate(arch, replace(s, loss_impl="standard"), vram_gib=vram_gib).total_gib - total / GIB
     if s.attn_implementation == "eager" and arch.supports_sdpa:
         notes.append("eager attention stores batch x heads x seq² scores: use sdpa to save memory")
     return Estimate(
@@ -335,7 +390,7 @@ def estimate(arch: Arch, s: TrainSettings, *, vram_gib: float | None = None, mod
         fits=fits, vram_gib=vram_gib, margin_gib=margin, phase=phase, params=arch.param_count,
         trainable_params=sum(lora_tensor_sizes(arch, s)), static_gib=static / GIB,
         per_token_mib=slope / MIB, eval_gib=eval_total / GIB, chat_gib=chat_bytes(arch, s) / GIB,
-        settings=asdict(s), notes=notes, exact_arch=arch.exact)
+        settings=asdict(s), notes=notes, exact_arch=arch.exact, loss_impl=impl, loss_saving_gib=saving)
 
 
 # --- auto-fit ---------------------------------------------------------------------------------
@@ -405,6 +460,9 @@ def rank_knobs(arch: Arch, s: TrainSettings, vram_gib: float | None = None) -> l
         cands.append(("LoRA on q_proj, v_proj only", replace(s, target_modules=["q_proj", "v_proj"])))
     if not s.double_quant and s.load_in_4bit:
         cands.append(("double quantization on", replace(s, double_quant=True)))
+    if resolved_loss_impl(arch, s) == "standard":
+        cands.append(("chunked loss (train.loss_impl: chunked): one chunk of logits at a time",
+                      replace(s, loss_impl="chunked")))
     if s.attn_implementation == "eager" and arch.supports_sdpa:
         cands.append(("sdpa attention instead of eager", replace(s, attn_implementation="sdpa")))
     out = []

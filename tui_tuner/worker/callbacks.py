@@ -44,7 +44,7 @@ class StopFlag:
 class RunEventsCallback(TrainerCallback):
     def __init__(self, run: RunDir, stop: StopFlag, *, resumed_from: str | None, estimate_gib: float | None,
                  early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False,
-                 save_total_limit: int | None = None):
+                 save_total_limit: int | None = None, start_info: dict | None = None):
         self.run = run
         self.save_total_limit = save_total_limit
         self.stop = stop
@@ -54,6 +54,7 @@ class RunEventsCallback(TrainerCallback):
         self.diagnostics = diagnostics
         self.echo = echo
         self.cuda = cuda
+        self.start_info = start_info or {}  # loss implementation, packing and why (worker/loss.py)
         self.total_steps: int | None = None
         self.best_eval: float | None = None
         self.best_step: int | None = None
@@ -114,7 +115,7 @@ class RunEventsCallback(TrainerCallback):
         self.start_step = state.global_step
         self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
         self._event("start", step=state.global_step, total_steps=state.max_steps, resumed_from=self.resumed_from,
-                    pid=os.getpid(), estimate_gib=self.estimate_gib)
+                    pid=os.getpid(), estimate_gib=self.estimate_gib, **self.start_info)
         self._status(state)
 
     def on_step_end(self, args, state, control, **kw):

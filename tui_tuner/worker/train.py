@@ -252,7 +252,8 @@ class TrainingSession:
         import transformers
         from peft import LoraConfig, get_peft_model
         from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig,
-                                  DataCollatorForSeq2Seq, Trainer, TrainingArguments)
+                                  DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
+                                  TrainingArguments)
         from transformers.trainer_callback import PrinterCallback
 
         transformers.logging.set_verbosity_warning()
@@ -304,6 +305,7 @@ class TrainingSession:
             load_kwargs["device_map"] = {"": torch.cuda.current_device()}
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
         model.config.use_cache = False
+        _keep_4bit_layers_trainable_after_eval(model)
         lcfg = cfg.lora
         model = get_peft_model(model, LoraConfig(
             r=lcfg.r, lora_alpha=lcfg.alpha, lora_dropout=lcfg.dropout, target_modules=lcfg.target_modules,
@@ -317,6 +319,26 @@ class TrainingSession:
         self._progress(f"LoRA: {trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%)")
 
         tc = cfg.train
+        inner = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=8 if cuda else None)
+        # padding-free: one row per batch, position ids restarting at each example, labels -100 at each start
+        flat = DataCollatorWithFlattening(return_flash_attn_kwargs=attn.startswith("flash"))
+
+        def collate_padded(features):
+            return inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+        def collate_flat(features):
+            return flat([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+
+        from tui_tuner.worker.loss import select_for_run, trainer_class
+
+        try:
+            sel = select_for_run(cfg, model, prepared.train, cuda=cuda, attn=attn, collate_padded=collate_padded,
+                                 collate_flat=collate_flat, dtype_bits=torch.finfo(dtype).bits)
+        except ValueError as e:
+            raise UserError(str(e), hint="set train.loss_impl / train.packing to auto") from None
+        collate = collate_flat if sel.packing.impl == "padding_free" else collate_padded
+        run.update_status(loss_impl=sel.loss.impl, packing=sel.packing.impl)
+        self._progress(f"loss: {sel.loss.impl} ({sel.loss.reason}); batches: {sel.packing.impl} ({sel.packing.reason})")
         targs = TrainingArguments(
             output_dir=str(run.checkpoints_dir),
             per_device_train_batch_size=tc.batch_size,
@@ -351,11 +373,8 @@ class TrainingSession:
             report_to="none",
             disable_tqdm=True,
             dataloader_pin_memory=cuda,
+            use_liger_kernel=sel.loss.impl == "liger",  # Trainer applies Liger to the base under PEFT
         )
-        inner = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, pad_to_multiple_of=8 if cuda else None)
-
-        def collate(features):
-            return inner([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
 
         resume_from = None
         if self.resume:
@@ -374,11 +393,12 @@ class TrainingSession:
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
                                    estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
                                    diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda,
-                                   save_total_limit=tc.save_total_limit)
+                                   save_total_limit=tc.save_total_limit, start_info=sel.to_event())
         self.events = events
-        trainer = Trainer(model=model, args=targs, train_dataset=prepared.train,
-                          eval_dataset=prepared.val if has_eval else None, data_collator=collate,
-                          processing_class=tok, callbacks=[events])
+        trainer_cls = trainer_class(Trainer, chunked=sel.loss.impl == "chunked")
+        trainer = trainer_cls(model=model, args=targs, train_dataset=prepared.train,
+                              eval_dataset=prepared.val if has_eval else None, data_collator=collate,
+                              processing_class=tok, callbacks=[events])
         trainer.remove_callback(PrinterCallback)  # we print our own concise lines
         sampler = SystemSampler(run, tc.system_sample_interval, lambda: events.step).start()
         t0 = time.perf_counter()
@@ -476,6 +496,17 @@ def _replace_adapter(run: RunDir, write) -> None:
     finally:
         os.close(fd)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _keep_4bit_layers_trainable_after_eval(model) -> None:
+    """bitsandbytes 0.50 repacks a Linear4bit's weight for its CPU inference kernel (gemv_4bit) at the
+    first forward in eval mode on a CPU with AVX512-BF16, and keeps using that kernel afterwards, in
+    training too: it has no autograd formula, so gradients stop flowing through the base layers
+    (silently), and a layer with a bias (Qwen's q/k/v) fails with "a view of a leaf Variable ... in-place
+    operation". Any eval pass or pre-training check would trigger it; a training process never wants it."""
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
 
 
 def _oom_hint() -> str:
