@@ -36,3 +36,47 @@ class ConfigError(UserError):
 
 class RunError(UserError):
     """A run id/path that cannot be used (missing, busy, not resumable)."""
+
+
+# --- classifying a failure ----------------------------------------------------------------------
+# What the CUDA stack raises when memory runs out, as text (torch is not imported here):
+# - torch.OutOfMemoryError ("CUDA out of memory. Tried to allocate …") from the caching allocator;
+# - torch.AcceleratorError "CUDA error: out of memory" when a kernel/driver call (not the caching
+#   allocator) fails, e.g. creating the context or a cuBLAS handle;
+# - RuntimeError "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`" when
+#   cuBLAS cannot get its workspace;
+# - bitsandbytes / accelerate re-raise any of these wrapped (the OOM is the __cause__/__context__).
+_OOM_TEXTS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+              "cuda_error_out_of_memory", "cudaerrormemoryallocation")
+
+
+def _chain(exc: BaseException | None):
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """True when `exc`, or an exception it wraps, is the GPU running out of memory."""
+    for e in _chain(exc):
+        if type(e).__name__ == "OutOfMemoryError":
+            return True
+        text = str(e).lower()
+        if any(t in text for t in _OOM_TEXTS):
+            return True
+    return False
+
+
+# What to do about it depends on when it happened: while loading, batch and length play no part.
+OOM_TRAIN_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
+                  "turn on train.gradient_checkpointing, or lower lora.r")
+OOM_LOAD_HINT = ("the model itself does not fit in the GPU's free memory: close other programs using the GPU "
+                 "(nvidia-smi lists them), pick another GPU with `gpu:`, keep quantization.load_in_4bit on, "
+                 "or choose a smaller model")
+
+
+def oom_hint(phase: str) -> str:
+    """The hint for an out-of-memory failure in `phase` ("load" or "train")."""
+    return OOM_LOAD_HINT if phase == "load" else OOM_TRAIN_HINT

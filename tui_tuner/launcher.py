@@ -26,6 +26,7 @@ from tui_tuner.rundir import (
     RunDir,
     Status,
     active_run,
+    active_runs,
     list_runs,
     new_run_id,
     pid_alive,
@@ -49,19 +50,36 @@ def _launch_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _ensure_gpu_free() -> None:
-    busy = active_run()
-    if busy:
-        run, st = busy
+def _claim_gpu(cfg: RunConfig):
+    """The GPU for a new (or resumed) run: its `gpu:` setting, or the free GPU with the most free
+    memory. One run per GPU: a GPU another live run holds is refused, naming that run.
+    Returns (GpuInfo or None for the CPU, lock key, whether the CPU was asked for)."""
+    from tui_tuner import gpu as gpus
+
+    busy = {st.gpu for _, st in active_runs() if st.gpu}
+    chosen = gpus.select_gpu(cfg.gpu, busy=busy)
+    key = gpus.gpu_key(chosen)
+    holder = active_run(key)
+    if holder:
+        run, st = holder
+        where = "the CPU" if key == gpus.CPU else (f"GPU {chosen.index} ({chosen.name}, {key})" if chosen else key)
         raise RunError(
-            f"run {run.run_id} is already training (pid {st.pid}, step {st.step}/{st.total_steps or '?'}); "
+            f"run {run.run_id} is already training on {where} (pid {st.pid}, step {st.step}/{st.total_steps or '?'}); "
             "one training run per GPU at a time",
-            hint=f"wait for it, or stop it with `tui-tuner stop {run.run_id}`",
+            hint=f"wait for it, stop it with `tui-tuner stop {run.run_id}`, or give this run another GPU with `gpu:`",
         )
+    return chosen, key, gpus.wants_cpu(cfg.gpu)
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(chosen=None, key: str | None = None, cpu: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    if key is not None:
+        from tui_tuner import gpu as gpus
+        from tui_tuner.worker.devices import ASSIGNED_ENV
+
+        # Exactly one GPU visible (or none): the Trainer never sees two (see worker.devices.pin_one_gpu).
+        env.update(gpus.cuda_env(chosen, cpu=cpu))
+        env[ASSIGNED_ENV] = key
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Fragmentation is a common cause of "fits on paper, OOMs in practice".
@@ -70,7 +88,7 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
+def _spawn_worker(run: RunDir, resume: bool, claim: tuple = (None, None, False)) -> subprocess.Popen:
     cmd = [sys.executable, "-u", "-m", "tui_tuner.worker", str(run.path)]
     if resume:
         cmd.append("--resume")
@@ -80,7 +98,7 @@ def _spawn_worker(run: RunDir, resume: bool) -> subprocess.Popen:
         # (a PIPE would kill it with BrokenPipeError once we exit).
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True, env=_worker_env(), cwd=str(run.path),
+            start_new_session=True, close_fds=True, env=_worker_env(*claim), cwd=str(run.path),
         )
     finally:
         log.close()
@@ -110,13 +128,14 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
     """Create a run directory and start its worker. Foreground (detach=False) follows it to the end."""
     preflight(cfg)
     with _launch_lock():
-        _ensure_gpu_free()
+        claim = _claim_gpu(cfg)
+        key = claim[1]
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True)
         run.config_path.write_text(cfg.to_yaml(), encoding="utf-8")
         run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
-                                dataset=cfg.data.path))
-        proc = _spawn_worker(run, resume=False)
+                                dataset=cfg.data.path, gpu=key))
+        proc = _spawn_worker(run, resume=False, claim=claim)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)
@@ -172,11 +191,12 @@ def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] 
         if run.last_checkpoint() is None:
             raise RunError(f"run {run.run_id} has no complete checkpoint to resume from",
                            hint="start it again with `tui-tuner train " + str(run.config_path) + "`")
-        _ensure_gpu_free()
+        claim = _claim_gpu(load_config(run.config_path))
         st.state, st.pid, st.pid_create_time, st.error, st.hint, st.ended_at = "pending", None, None, None, None, None
+        st.gpu = claim[1]
         run.write_status(st)
         run.stop_path.unlink(missing_ok=True)
-        proc = _spawn_worker(run, resume=True)
+        proc = _spawn_worker(run, resume=True, claim=claim)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)

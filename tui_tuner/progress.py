@@ -206,6 +206,8 @@ class RunHistory:
         self.gpu_mem: deque[float] = deque(maxlen=120)
         self.peak_allocated: int | None = None
         self.peak_reserved: int | None = None
+        # NVML's figure for the worker (CUDA context included, like the estimate's total)
+        self.process_used: int | None = None
         self.checkpoints: list[tuple[int, str]] = []
         self.worker_warnings: list[dict] = []
         self.computed_warnings: list[dict] = []
@@ -259,7 +261,7 @@ class RunHistory:
                 if used is not None and total:
                     self.gpu_mem.append(100.0 * used / total)
         elif t == "memory":
-            for key in ("peak_allocated", "peak_reserved"):
+            for key in ("peak_allocated", "peak_reserved", "process_used"):
                 v = ev.get(key)
                 if isinstance(v, int) and v > (getattr(self, key) or 0):
                     setattr(self, key, v)

@@ -16,8 +16,12 @@ from transformers import TrainerCallback
 
 from tui_tuner.rundir import RunDir
 
-OOM_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
-            "turn on train.gradient_checkpointing, or lower lora.r")
+from tui_tuner.errors import OOM_TRAIN_HINT as OOM_HINT  # noqa: E402  (one wording for every OOM)
+
+# Under fp16 the GradScaler skips a step whose gradients overflowed (grad norm inf/nan) and halves
+# its scale: normal in the first steps of fp16 training. From the initial scale 2**16, this many
+# skipped steps in a row mean the scale has collapsed far below 1: the run really diverged.
+FP16_MAX_SKIPPED_IN_A_ROW = 24
 
 
 class StopFlag:
@@ -35,7 +39,8 @@ class StopFlag:
 
 class RunEventsCallback(TrainerCallback):
     def __init__(self, run: RunDir, stop: StopFlag, *, resumed_from: str | None, estimate_gib: float | None,
-                 early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False):
+                 early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False,
+                 fp16: bool = False, estimate_context_gib: float | None = None):
         self.run = run
         self.stop = stop
         self.resumed_from = resumed_from
@@ -44,6 +49,12 @@ class RunEventsCallback(TrainerCallback):
         self.diagnostics = diagnostics
         self.echo = echo
         self.cuda = cuda
+        self.fp16 = fp16
+        self.estimate_context_gib = estimate_context_gib
+        self.skipped_in_a_row = 0  # fp16 steps the loss scaler skipped (overflow), consecutive
+        self.skipped_total = 0
+        # () -> bytes NVML says this process uses on the GPU (CUDA context included), or None
+        self.process_memory = lambda: None
         self.total_steps: int | None = None
         self.best_eval: float | None = None
         self.best_step: int | None = None
@@ -69,6 +80,18 @@ class RunEventsCallback(TrainerCallback):
                 self.echo(f"warning: {w.get('message')}")
         return ev
 
+    def _memory(self, state, phase: str) -> None:
+        """The CUDA peak so far; `process_peak` is NVML's figure for this process, which includes
+        the CUDA context (as the estimate does; torch's reserved peak does not)."""
+        if not self.cuda:
+            return
+        import torch
+
+        self.run.append_event("memory", step=state.global_step, phase=phase,
+                              peak_allocated=torch.cuda.max_memory_allocated(),
+                              peak_reserved=torch.cuda.max_memory_reserved(),
+                              process_used=self.process_memory())
+
     def _status(self, state, **changes: Any) -> None:
         self.run.update_status(step=state.global_step, epoch=state.epoch, total_steps=self.total_steps, **changes)
 
@@ -78,7 +101,7 @@ class RunEventsCallback(TrainerCallback):
         self.step = state.global_step
         self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
         self._event("start", step=state.global_step, total_steps=state.max_steps, resumed_from=self.resumed_from,
-                    pid=os.getpid(), estimate_gib=self.estimate_gib)
+                    pid=os.getpid(), estimate_gib=self.estimate_gib, estimate_context_gib=self.estimate_context_gib)
         self._status(state)
 
     def on_step_end(self, args, state, control, **kw):
@@ -101,13 +124,22 @@ class RunEventsCallback(TrainerCallback):
             self._event("train", step=state.global_step, epoch=state.epoch, loss=loss,
                         learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                         tokens_per_second=tps, tokens=tokens)
-            if self.cuda:
-                import torch
-
-                self.run.append_event("memory", step=state.global_step,
-                                      peak_allocated=torch.cuda.max_memory_allocated(),
-                                      peak_reserved=torch.cuda.max_memory_reserved())
-            if not math.isfinite(loss) or (logs.get("grad_norm") is not None and not math.isfinite(float(logs["grad_norm"]))):
+            self._memory(state, "train")
+            grad_bad = logs.get("grad_norm") is not None and not math.isfinite(float(logs["grad_norm"]))
+            if self.fp16 and grad_bad and math.isfinite(loss):
+                # The loss scaler overflowed and skipped this step (nothing was applied).
+                self.skipped_in_a_row += 1
+                self.skipped_total += 1
+                grad_bad = self.skipped_in_a_row >= FP16_MAX_SKIPPED_IN_A_ROW
+            elif not grad_bad:
+                self.skipped_in_a_row = 0
+            if grad_bad and self.fp16 and math.isfinite(loss):
+                self.failure = (f"fp16 gradients overflowed {self.skipped_in_a_row} steps in a row (to step "
+                                f"{state.global_step}): training diverged",
+                                "lower train.learning_rate (e.g. by 3-10x), or use compute_dtype bf16 on a GPU "
+                                "that has it (compute capability 8.0+)")
+                control.should_training_stop = True
+            elif not math.isfinite(loss) or grad_bad:
                 self.failure = (f"loss became {loss} at step {state.global_step}: training diverged",
                                 "lower train.learning_rate (e.g. by 3-10x), keep train.max_grad_norm at 1.0, "
                                 "or use compute_dtype bf16 instead of fp16")
@@ -116,6 +148,7 @@ class RunEventsCallback(TrainerCallback):
         if "eval_loss" in logs:
             ev_loss = float(logs["eval_loss"])
             self._event("eval", step=state.global_step, epoch=state.epoch, eval_loss=ev_loss)
+            self._memory(state, "eval")  # the eval pass can set the peak (its logits batch)
             if self.best_eval is None or ev_loss < self.best_eval - 1e-6:
                 self.best_eval, self.best_step, self.bad_evals = ev_loss, state.global_step, 0
             else:
@@ -165,6 +198,7 @@ class SystemSampler:
         self.interval = interval
         self.step_of = step_of
         self.gpu = make_sampler()
+        self.process_peak: int | None = None  # the most NVML saw this process use on the GPU
         self.proc = ProcessSampler()
         self.cpu_seconds = 0.0  # CPU time the sampling itself used
         self._stop = threading.Event()
@@ -178,8 +212,16 @@ class SystemSampler:
         from tui_tuner.gpu import system_sample
 
         t0 = time.thread_time()
-        self.run.append_event("system", step=self.step_of(), **system_sample(self.gpu, self.proc))
+        sample = system_sample(self.gpu, self.proc)
+        for p in ((sample.get("gpu") or {}).get("processes") or []):
+            if p.get("pid") == os.getpid() and isinstance(p.get("mem_used"), int):
+                self.process_peak = max(self.process_peak or 0, p["mem_used"])
+        self.run.append_event("system", step=self.step_of(), **sample)
         self.cpu_seconds += time.thread_time() - t0
+
+    def process_gpu_memory(self) -> int | None:
+        """Peak GPU memory NVML has seen this process use so far (None without NVML)."""
+        return self.process_peak
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

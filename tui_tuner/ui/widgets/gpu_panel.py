@@ -29,6 +29,7 @@ class GpuView:
     estimate_gib: float | None = None
     peak_allocated: int | None = None
     peak_reserved: int | None = None
+    process_used: int | None = None  # NVML: the worker's whole use, CUDA context included
     util_history: list[float] = field(default_factory=list)
     active: bool = True  # the run is still going (else the numbers are the last sample)
 
@@ -95,6 +96,9 @@ def render_gpu(v: GpuView, width: int = 34, compact: bool = False) -> str:
         if v.peak_reserved is not None:
             peak += f" (reserved {gib(v.peak_reserved)})"
         lines.append(f"peak   {peak}")
+        if v.process_used is not None:
+            # comparable with the estimate: both include the CUDA context
+            lines.append(f"       process {gib(v.process_used)} GiB incl. CUDA context")
     else:
         lines.append("peak   N/A" + (" (CPU run)" if v.seen and g is None else ""))
     if g is not None:
