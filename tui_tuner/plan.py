@@ -314,7 +314,8 @@ def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, ins
     # VRAM
     est = None
     try:
-        est = estimate_for_config(cfg, plan.vram_gib)
+        cc = (plan.gpu or {}).get("compute_capability")
+        est = estimate_for_config(cfg, plan.vram_gib, compute_capability=tuple(cc) if cc else None)
         plan.estimate = {"total_gib": round(est.total_gib, 3), "phase": est.phase,
                          "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
                          "fits": est.fits, "margin_gib": est.margin_gib,

@@ -35,7 +35,8 @@ def _settings(args) -> TrainSettings:
         raise UserError(f"--optim: {args.optim!r} is not one of {', '.join(OPTIMIZERS)}")
     return TrainSettings(batch_size=args.batch, seq_len=args.seq_len, lora_r=args.lora_r,
                          gradient_checkpointing=not args.no_grad_ckpt, optim=args.optim,
-                         double_quant=not getattr(args, "no_double_quant", False))
+                         double_quant=not getattr(args, "no_double_quant", False),
+                         chat_during_training=bool(getattr(args, "chat", False)))
 
 
 def _gpu() -> tuple[float | None, dict[str, Any] | None]:
@@ -71,6 +72,10 @@ def cmd_estimate(args) -> int:
     vram = args.vram
     if vram is None:
         vram, gpu = _gpu()
+    if gpu and gpu.get("compute_capability"):
+        from dataclasses import replace
+
+        s = replace(s, compute_capability=tuple(gpu["compute_capability"]))
     est = estimate(arch, s, vram_gib=vram, model=src.name)
     if args.fit and not vram:
         raise UserError("--fit needs a GPU size: no NVIDIA GPU was detected", hint="give one with --vram GIB, e.g. --vram 24")

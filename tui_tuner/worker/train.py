@@ -284,7 +284,7 @@ class TrainingSession:
         from tui_tuner.worker.callbacks import RunEventsCallback, SystemSampler
 
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
-                                   estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
+                                   estimate_gib=_estimate_gib(cfg, devices.capability(torch, cuda)), early_stopping_patience=tc.early_stopping_patience,
                                    diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda,
                                    fp16=targs.fp16, estimate_context_gib=_estimate_context_gib(cfg))
         self.events = events
@@ -334,11 +334,11 @@ def _estimate_context_gib(cfg: RunConfig) -> float | None:
         return None
 
 
-def _estimate_gib(cfg: RunConfig) -> float | None:
+def _estimate_gib(cfg: RunConfig, capability: tuple[int, int] | None = None) -> float | None:
     try:
         from tui_tuner.models.vram import estimate_for_config
 
-        return round(float(estimate_for_config(cfg).total_gib), 3)
+        return round(float(estimate_for_config(cfg, compute_capability=capability).total_gib), 3)
     except Exception:  # the estimate is informative only
         return None
 
