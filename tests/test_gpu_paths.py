@@ -356,3 +356,13 @@ def test_monitor_history_keeps_the_process_peak_for_the_panel():
                {"type": "memory", "step": 2, "peak_reserved": 4 * GIB, "process_used": 7 * GIB}):
         h.apply(ev)
     assert h.peak_reserved == 5 * GIB and h.process_used == 7 * GIB
+
+
+def test_panel_shows_the_estimate_split_like_the_measured_peaks():
+    from tui_tuner.ui.widgets.gpu_panel import GpuView, render_gpu
+
+    view = GpuView(gpu={"name": "RTX 3060", "mem_used": 7 * GIB, "mem_total": 12 * GIB, "processes": []}, seen=True,
+                   estimate_gib=6.5, estimate_context_gib=0.5, peak_allocated=5 * GIB, peak_reserved=int(5.5 * GIB),
+                   process_used=6 * GIB)
+    text = render_gpu(view, width=60)
+    assert "6.0 + 0.5 CUDA context" in text and "process 6.0 GiB incl. CUDA context" in text

@@ -63,7 +63,7 @@ def test_padding_terms_vanish_without_padding_or_gqa():
     assert gqa_repeat_bytes_per_token(mha, s) == 0
     assert sdpa_padding_mask_bytes(gqa, replace(s, padded=False), 4, 1024) == 0
     e = estimate(gqa, s)
-    assert e.breakdown["sdpa_padding_mask"] * 2**30 == pytest.approx(4 * 1024 * 1024)
+    assert e.breakdown["padding_mask"] * 2**30 == pytest.approx(4 * 1024 * 1024)
 
 
 def test_gemma2_cards_get_the_logit_softcap_term():

@@ -352,6 +352,8 @@ def cmd_status(args) -> int:
     print(f"progress  step {st.step}/{st.total_steps or '?'}" + (f", epoch {st.epoch:.2f}" if st.epoch else ""))
     print(f"model     {st.model}")
     print(f"dataset   {st.dataset}")
+    if st.gpu:
+        print(f"gpu       {st.gpu}")
     if st.best_eval_loss is not None:
         print(f"best eval {st.best_eval_loss:.4f} at step {st.best_step}")
     cps = run.checkpoints()

@@ -198,6 +198,7 @@ class RunHistory:
         self.tokens: int | None = None
         self.start: dict | None = None  # the latest start event
         self.estimate_gib: float | None = None
+        self.estimate_context_gib: float | None = None  # the CUDA context part of it (torch's peaks exclude it)
         self.gpu: dict | None = None
         self.gpu_seen = False  # any system sample at all (gpu may still be None: no NVML)
         self.proc: dict | None = None
@@ -273,6 +274,8 @@ class RunHistory:
                 self.step = step
             if _num(ev.get("estimate_gib")) is not None:
                 self.estimate_gib = float(ev["estimate_gib"])
+            if _num(ev.get("estimate_context_gib")) is not None:
+                self.estimate_context_gib = float(ev["estimate_context_gib"])
             self.train_times.clear()  # a resumed attempt has its own speed
             self.progress = None
         elif t == "checkpoint":

@@ -348,7 +348,7 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
         train = {"activations": arch.num_layers * per_layer + grads + mask, "logits": logits,
                  "gqa_repeat_kv": gqa_repeat_bytes_per_token(arch, s) * N * arch.num_layers,
                  "sdpa_attn_bias": sdpa_attn_bias_bytes_per_layer(arch, s, batch, seq) * arch.num_layers}
-    train["sdpa_padding_mask"] = sdpa_padding_mask_bytes(arch, s, batch, seq)
+    train["padding_mask"] = sdpa_padding_mask_bytes(arch, s, batch, seq)
     # tanh's saved output is alive from the forward through the loss's backward
     train["logit_softcap"] = logit_softcap_bytes(arch, s, N)
     eb = s.eval_batch_size or batch
@@ -358,7 +358,7 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
                           + eager_attention_bytes(arch, s, eb, seq) / 2) if eval_N else 0.0,
           "logits": eval_N * arch.vocab_size * LOGITS_EVAL_BYTES}
     if eval_N:
-        ev["sdpa_padding_mask"] = sdpa_padding_mask_bytes(arch, s, eb, seq)
+        ev["padding_mask"] = sdpa_padding_mask_bytes(arch, s, eb, seq)
         ev["gqa_repeat_kv"] = gqa_repeat_bytes_per_token(arch, s) * eval_N  # one layer's transient copies
         ev["sdpa_attn_bias"] = sdpa_attn_bias_bytes_per_layer(arch, s, eb, seq)
         ev["logit_softcap"] = logit_softcap_bytes(arch, s, eval_N)  # one more [tokens x vocab] transient

@@ -27,6 +27,7 @@ class GpuView:
     proc: dict | None = None
     worker_pid: int | None = None
     estimate_gib: float | None = None
+    estimate_context_gib: float | None = None
     peak_allocated: int | None = None
     peak_reserved: int | None = None
     process_used: int | None = None  # NVML: the worker's whole use, CUDA context included
@@ -90,6 +91,9 @@ def render_gpu(v: GpuView, width: int = 34, compact: bool = False) -> str:
             lines.append(f"clocks SM {na(g.get('sm_clock'))} · mem {na(g.get('mem_clock'))} MHz")
     # The estimate made before training vs what CUDA measured.
     est = "N/A" if v.estimate_gib is None else f"{v.estimate_gib:.1f} GiB"
+    if v.estimate_gib is not None and v.estimate_context_gib:
+        # torch's peaks below exclude the CUDA context; the estimate's total includes it
+        est += f" ({v.estimate_gib - v.estimate_context_gib:.1f} + {v.estimate_context_gib:.1f} CUDA context)"
     lines.append(f"VRAM   estimate {est}")
     if v.peak_allocated is not None:
         peak = f"{gib(v.peak_allocated)} GiB"
