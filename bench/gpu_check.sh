@@ -19,8 +19,10 @@
 #     memory event at the OOM), chat with a checkpoint during training, export --merge (must not
 #     touch the GPU), `tui-tuner demo` on the GPU;
 #  5. bench/loss_memory.py in its CUDA mode, when that script exists.
-# Everything it writes besides the CSV goes to $OUT (default bench/gpu_check_out/): gpu_check.log,
-# the runs (TUI_TUNER_HOME) and the built models (removed at the end unless KEEP_MODELS=1).
+# Outputs: bench/vram_calibration.csv, and in $OUT (default bench/gpu_check_out/) gpu_check.log, a
+# copy of the CSV and each run's events.jsonl / status.json / train.log (runs/). The large things
+# — built models (~28 GB), checkpoints, adapters — stay in $WORK (default /tmp/tt-gpu-check), which
+# is removed at the end unless KEEP_WORK=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -33,8 +35,10 @@ LOG=$OUT/gpu_check.log
 : > "$LOG"
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export TUI_TUNER_HOME=$OUT/home
-MODELS_DIR=${MODELS_DIR:-$OUT/models}
+WORK=${WORK:-${TMPDIR:-/tmp}/tt-gpu-check}
+mkdir -p "$WORK"
+export TUI_TUNER_HOME=$WORK/home
+MODELS_DIR=$WORK/models
 CSV=$REPO/bench/vram_calibration.csv
 BUDGET=${GRID_BUDGET:-180}   # seconds for the calibration grid (the other steps take about 4-5 minutes)
 TINY=()
@@ -43,15 +47,19 @@ if [ $DRY = 1 ]; then
   TINY=(--tiny)
   CSV=$OUT/vram_calibration.dry-run.csv
   BUDGET=${GRID_BUDGET:-600}
+  SLOW=3   # the CPU is much slower than the GPU: longer limits
 fi
+SLOW=${SLOW:-1}
 T0=$(date +%s)
 FAILS=0
 say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 step() {  # step NAME SECONDS CMD...: run with a time limit, log everything, count failures
-  local name=$1 limit=$2; shift 2
+  local name=$1 limit=$(( $2 * SLOW )); shift 2
   say "== $name (limit ${limit}s)"
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" | grep -E '^(PASS|FAIL|SKIP)|^[a-z0-9.-]+ b=|^estimate vs|^wrote|built in|Error|error:' || true
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" \
+    | grep --line-buffered -E '^(PASS|FAIL|SKIP)|^[a-z0-9.-]+ b=|^estimate vs|^wrote|built in|Error|error:'
   local rc=${PIPESTATUS[0]}
+  [ "$rc" = 124 ] && say "!! $name ran out of its ${limit}s"
   if [ "$rc" != 0 ]; then FAILS=$((FAILS + 1)); say "!! $name failed (exit $rc; see $LOG)"; fi
 }
 
@@ -92,11 +100,11 @@ if [ $DRY = 0 ] && ! $PY -c "import torch,sys; sys.exit(0 if torch.cuda.is_avail
 fi
 
 # 2. models and data ------------------------------------------------------------------------------
-step "build random-init models at real sizes" 150 $PY bench/gpu_calibrate.py build --dir "$MODELS_DIR" "${TINY[@]}"
+step "build random-init models at real sizes" 150 $PY bench/gpu_calibrate.py build --dir "$MODELS_DIR" ${TINY[@]+"${TINY[@]}"}
 
 # 3. the calibration grid through the worker -----------------------------------------------------------
 step "calibration grid (budget ${BUDGET}s)" $((BUDGET + 120)) $PY bench/gpu_calibrate.py grid --dir "$MODELS_DIR" \
-  --out "$CSV" --budget "$BUDGET" --fresh "${TINY[@]}"
+  --out "$CSV" --budget "$BUDGET" --fresh ${TINY[@]+"${TINY[@]}"}
 
 # 4. the other GPU paths ------------------------------------------------------------------------------
 step "fp16 path" 150 $PY bench/gpu_check_steps.py fp16 --dir "$MODELS_DIR"
@@ -113,9 +121,16 @@ if [ -f bench/loss_memory.py ]; then
     if grep -q -- "--cuda" <<<"$HELP"; then LM_ARGS=(--cuda)
     elif grep -q -- "--device" <<<"$HELP"; then LM_ARGS=(--device cuda); fi
   fi
-  step "loss memory ${LM_ARGS[*]:-}" 240 $PY bench/loss_memory.py "${LM_ARGS[@]}"
+  step "loss memory ${LM_ARGS[*]:-}" 240 $PY bench/loss_memory.py ${LM_ARGS[@]+"${LM_ARGS[@]}"}
 fi
 
-[ "${KEEP_MODELS:-0}" = 1 ] || rm -rf "$MODELS_DIR"
+cp "$CSV" "$OUT/" 2>/dev/null
+mkdir -p "$OUT/runs"
+for r in "$TUI_TUNER_HOME"/runs/*/; do
+  [ -d "$r" ] || continue
+  mkdir -p "$OUT/runs/$(basename "$r")"
+  cp "$r"/events.jsonl "$r"/status.json "$r"/train.log "$r"/config.yaml "$OUT/runs/$(basename "$r")/" 2>/dev/null
+done
+[ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
 say "done in $(( $(date +%s) - T0 )) s: $FAILS step(s) failed; CSV: $CSV; log: $LOG"
 [ $FAILS = 0 ]
