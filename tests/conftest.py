@@ -14,6 +14,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests run on the CPU even on a machine with a GPU, so their results do not depend on the box:
+# CUDA_VISIBLE_DEVICES="" hides every GPU from torch here and in every worker/chat process the
+# tests start (the launcher keeps "" as "no GPU"). GPU facts are simulated at the boundary
+# (tests/gpu_fakes.py); bench/gpu_check.sh exercises the real GPU.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -65,7 +65,8 @@ def test_dynamic_peak_of_a_real_training_step_matches(model_dirs):
 
     arch = arch_from_config(_cfg("qwen2"))
     for gc_on in (True, False):
-        s = TrainSettings(lora_r=8, gradient_checkpointing=gc_on, device="cpu", evaluate=False)
+        # measure.batch has no padding (no attention mask): transformers builds no SDPA mask
+        s = TrainSettings(lora_r=8, gradient_checkpointing=gc_on, device="cpu", evaluate=False, padded=False)
         model = measure.load_qlora(model_dirs["qwen2"], s)
         measure.dynamic_peak_cpu(model, 1000, 1, 8)
         peak = measure.dynamic_peak_cpu(model, 1000, 2, 128)

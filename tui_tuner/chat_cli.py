@@ -87,6 +87,12 @@ def _one_shot(target, prompts: list[str], params, *, system: str | None, base: b
     from tui_tuner.inference.engine import Engine
 
     hub.go_offline_if_unreachable()
+    import os
+
+    from tui_tuner.inference.client import chat_gpu_env
+
+    # the GPU the chat pane's process would get (the run's gpu: setting, else the most free one)
+    os.environ.update(chat_gpu_env(target.run_path or target.model_ref))
 
     def progress(message: str, fraction=None) -> None:
         if message != "ready":

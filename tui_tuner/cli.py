@@ -144,6 +144,7 @@ def _add_estimate(sub) -> None:
     p.add_argument("--no-double-quant", action="store_true")
     p.add_argument("--vram", type=float, help="GPU memory in GiB (default: the detected GPU)")
     p.add_argument("--fit", action="store_true", help="find the largest batch and max_length that fit")
+    p.add_argument("--chat", action="store_true", help="keep room for chatting with the run while it trains")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd("tui_tuner.models.cli:cmd_estimate"))
 

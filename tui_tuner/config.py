@@ -138,6 +138,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     # Optional human name; the run id is derived from it.
     name: str | None = None
+    # Which GPU: an index or UUID as `nvidia-smi -L` shows them (a MIG slice by its MIG-… UUID),
+    # "cpu" for none, or null/"auto": the GPU with the most free memory that no run holds.
+    gpu: Union[int, str, None] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -270,6 +273,13 @@ def _cross_checks(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"lora.target_modules: {tm!r} is not allowed (use 'all-linear' or a list of module names)")
     if isinstance(tm, list) and not tm:
         problems.append("lora.target_modules: the list is empty (use 'all-linear' or name modules such as q_proj)")
+    g = cfg.gpu
+    if isinstance(g, int) and g < 0:
+        problems.append(f"gpu: {g} is not a GPU index (use 0, 1, … as `nvidia-smi -L` lists them, 'auto' or 'cpu')")
+    if isinstance(g, str) and not (g.strip().lower() in ("auto", "cpu") or g.strip().isdigit()
+                                   or g.strip().upper().startswith(("GPU-", "MIG-"))):
+        problems.append(f"gpu: {g!r} is not allowed (an index such as 0, a UUID GPU-… or MIG-… from "
+                        "`nvidia-smi -L`, 'auto' or 'cpu')")
     if cfg.train.max_steps == 0:
         problems.append("train.max_steps: 0 trains nothing (use -1 to train num_epochs, or a positive number)")
 

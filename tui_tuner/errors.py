@@ -55,6 +55,19 @@ _WRITE_FAILED_TEXT = ("basic_ios::clear", "iostream error", "unexpected pos", "p
 LOW_SPACE_BYTES = 64 << 20
 
 
+# ---------------------------------------------------------------------------------------------
+# Out of memory on the GPU
+# What the CUDA stack raises when memory runs out, as text (torch is not imported here):
+# - torch.OutOfMemoryError ("CUDA out of memory. Tried to allocate …") from the caching allocator;
+# - torch.AcceleratorError "CUDA error: out of memory" when a kernel/driver call (not the caching
+#   allocator) fails, e.g. creating the context or a cuBLAS handle;
+# - RuntimeError "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`" when
+#   cuBLAS cannot get its workspace;
+# - bitsandbytes / accelerate re-raise any of these wrapped (the OOM is the __cause__/__context__).
+_OOM_TEXTS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+              "cuda_error_out_of_memory", "cudaerrormemoryallocation")
+
+
 def exception_chain(exc: BaseException | None):
     """exc, then its causes/contexts (what `raise ... from` and errors inside `except` attach)."""
     seen: set[int] = set()
@@ -93,3 +106,27 @@ def is_disk_full(exc: BaseException, path=None) -> bool:
         return False
     free = free_bytes(path) if path is not None else None
     return free is None or free < LOW_SPACE_BYTES
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """True when `exc`, or an exception it wraps, is the GPU running out of memory."""
+    for e in exception_chain(exc):
+        if type(e).__name__ == "OutOfMemoryError":
+            return True
+        text = str(e).lower()
+        if any(t in text for t in _OOM_TEXTS):
+            return True
+    return False
+
+
+# What to do about it depends on when it happened: while loading, batch and length play no part.
+OOM_TRAIN_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
+                  "turn on train.gradient_checkpointing, or lower lora.r")
+OOM_LOAD_HINT = ("the model itself does not fit in the GPU's free memory: close other programs using the GPU "
+                 "(nvidia-smi lists them), pick another GPU with `gpu:`, keep quantization.load_in_4bit on, "
+                 "or choose a smaller model")
+
+
+def oom_hint(phase: str) -> str:
+    """The hint for an out-of-memory failure in `phase` ("load" or "train")."""
+    return OOM_LOAD_HINT if phase == "load" else OOM_TRAIN_HINT

@@ -230,6 +230,13 @@ def merge(target, *, dtype: str | None = None, base: str = "dequantized", progre
     model_path = hub.resolve_model_ref(cfg.model.name_or_path)
     hub.go_offline_if_unreachable()
 
+    if "torch" not in sys.modules:
+        # The merge runs on the CPU: hide the GPUs so not even a CUDA context (~0.5 GiB of a GPU a
+        # run may be training on) is created. In a process that already imported torch (the app,
+        # tests) the CPU device below is what keeps it off the GPU.
+        from tui_tuner.gpu import cuda_env
+
+        os.environ.update(cuda_env(None, cpu=True))
     import torch
     import transformers
     from peft import PeftModel
@@ -278,7 +285,9 @@ def merge(target, *, dtype: str | None = None, base: str = "dequantized", progre
     progress(step0 + 4, total, f"applying and merging adapter {target.checkpoint}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter from inside peft/transformers
-        merged = PeftModel.from_pretrained(plain, str(adapter_dir)).merge_and_unload()
+        # torch_device: without it peft loads the adapter weights onto infer_device(), i.e. "cuda"
+        # whenever torch sees a GPU (peft.utils.other.infer_device), creating a CUDA context.
+        merged = PeftModel.from_pretrained(plain, str(adapter_dir), torch_device="cpu").merge_and_unload()
     merged.eval()
     # Let plain generate() stop at the template's end of turn, as the chat pane does.
     from tui_tuner.inference.engine import end_of_turn_ids

@@ -27,6 +27,7 @@ from tui_tuner.rundir import (
     Status,
     active_run,
     atomic_write_text,
+    active_runs,
     list_runs,
     new_run_id,
     pid_alive,
@@ -50,19 +51,36 @@ def _launch_lock() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _ensure_gpu_free() -> None:
-    busy = active_run()
-    if busy:
-        run, st = busy
+def _claim_gpu(cfg: RunConfig):
+    """The GPU for a new (or resumed) run: its `gpu:` setting, or the free GPU with the most free
+    memory. One run per GPU: a GPU another live run holds is refused, naming that run.
+    Returns (GpuInfo or None for the CPU, lock key, whether the CPU was asked for)."""
+    from tui_tuner import gpu as gpus
+
+    busy = {st.gpu for _, st in active_runs() if st.gpu}
+    chosen = gpus.select_gpu(cfg.gpu, busy=busy)
+    key = gpus.gpu_key(chosen)
+    holder = active_run(key)
+    if holder:
+        run, st = holder
+        where = "the CPU" if key == gpus.CPU else (f"GPU {chosen.index} ({chosen.name}, {key})" if chosen else key)
         raise RunError(
-            f"run {run.run_id} is already training (pid {st.pid}, step {st.step}/{st.total_steps or '?'}); "
+            f"run {run.run_id} is already training on {where} (pid {st.pid}, step {st.step}/{st.total_steps or '?'}); "
             "one training run per GPU at a time",
-            hint=f"wait for it, or stop it with `tui-tuner stop {run.run_id}`",
+            hint=f"wait for it, stop it with `tui-tuner stop {run.run_id}`, or give this run another GPU with `gpu:`",
         )
+    return chosen, key, gpus.wants_cpu(cfg.gpu)
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(chosen=None, key: str | None = None, cpu: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    if key is not None:
+        from tui_tuner import gpu as gpus
+        from tui_tuner.worker.devices import ASSIGNED_ENV
+
+        # Exactly one GPU visible (or none): the Trainer never sees two (see worker.devices.pin_one_gpu).
+        env.update(gpus.cuda_env(chosen, cpu=cpu))
+        env[ASSIGNED_ENV] = key
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Fragmentation is a common cause of "fits on paper, OOMs in practice".
@@ -71,7 +89,8 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _spawn_worker(run: RunDir, resume: bool, trust_remote_code: bool = False) -> subprocess.Popen:
+def _spawn_worker(run: RunDir, resume: bool, claim: tuple = (None, None, False),
+                  trust_remote_code: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-u", "-m", "tui_tuner.worker", str(run.path)]
     if resume:
         cmd.append("--resume")
@@ -83,7 +102,7 @@ def _spawn_worker(run: RunDir, resume: bool, trust_remote_code: bool = False) ->
         # (a PIPE would kill it with BrokenPipeError once we exit).
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True, env=_worker_env(), cwd=str(run.path),
+            start_new_session=True, close_fds=True, env=_worker_env(*claim), cwd=str(run.path),
         )
     finally:
         log.close()
@@ -140,7 +159,8 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
     trust = require_confirmation(cfg.model.trust_remote_code, trust_remote_code, cfg.model.name_or_path,
                                  cfg.model.revision, command="tui-tuner train CONFIG")
     with _launch_lock():
-        _ensure_gpu_free()
+        claim = _claim_gpu(cfg)
+        key = claim[1]
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True, mode=0o700)
         ref = Path(cfg.model.name_or_path.strip()).expanduser()
@@ -149,13 +169,13 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
         try:
             atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
             run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
-                                    dataset=cfg.data.path))
+                                    dataset=cfg.data.path, gpu=key))
         except OSError:  # e.g. a full disk: leave no half-made run behind
             import shutil
 
             shutil.rmtree(run.path, ignore_errors=True)
             raise
-        proc = _spawn_worker(run, resume=False, trust_remote_code=trust)
+        proc = _spawn_worker(run, resume=False, claim=claim, trust_remote_code=trust)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)
@@ -236,11 +256,12 @@ def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] 
         if run.last_checkpoint() is None:
             raise RunError(f"run {run.run_id} has no complete checkpoint to resume from",
                            hint="start it again with `tui-tuner train " + str(run.config_path) + "`")
-        _ensure_gpu_free()
+        claim = _claim_gpu(load_config(run.config_path))
         st.state, st.pid, st.pid_create_time, st.error, st.hint, st.ended_at = "pending", None, None, None, None, None
+        st.gpu = claim[1]
         run.write_status(st)
         run.stop_path.unlink(missing_ok=True)
-        proc = _spawn_worker(run, resume=True, trust_remote_code=trust)
+        proc = _spawn_worker(run, resume=True, claim=claim, trust_remote_code=trust)
         _record_pid(run, proc)
     if not detach:
         follow(run, echo or print)
@@ -404,6 +425,8 @@ def cmd_status(args) -> int:
     print(f"progress  step {st.step}/{st.total_steps or '?'}" + (f", epoch {st.epoch:.2f}" if st.epoch else ""))
     print(f"model     {st.model}")
     print(f"dataset   {st.dataset}")
+    if st.gpu:
+        print(f"gpu       {st.gpu}")
     if st.best_eval_loss is not None:
         print(f"best eval {st.best_eval_loss:.4f} at step {st.best_step}")
     cps = run.checkpoints()

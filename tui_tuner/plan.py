@@ -311,20 +311,27 @@ def build_plan(cfg: RunConfig, *, data_report: dict[str, Any] | None = None, ins
 
     # GPU
     if gpu == "detect":
-        from tui_tuner.gpu import detect_gpu
+        from tui_tuner.gpu import select_gpu
 
-        gpu = detect_gpu()
+        try:  # the GPU the launcher would give this run (its `gpu:` setting, else the most free memory)
+            gpu = select_gpu(cfg.gpu)
+        except UserError as e:
+            gpu = None
+            plan.warnings.append(e.one_line())
     if gpu is not None:
         plan.gpu = gpu.to_dict() if hasattr(gpu, "to_dict") else dict(gpu)
     if vram_gib is not None:
         plan.vram_gib, plan.vram_source = vram_gib, "given"
     elif plan.gpu:
-        plan.vram_gib, plan.vram_source = float(plan.gpu["total_gib"]), "nvml"
+        # What the run can have is what is free now (other processes and runs hold the rest).
+        free = plan.gpu.get("free_gib")
+        plan.vram_gib, plan.vram_source = float(free if free is not None else plan.gpu["total_gib"]), "nvml"
 
     # VRAM
     est = None
     try:
-        est = estimate_for_config(cfg, plan.vram_gib)
+        cc = (plan.gpu or {}).get("compute_capability")
+        est = estimate_for_config(cfg, plan.vram_gib, compute_capability=tuple(cc) if cc else None)
         plan.estimate = {"total_gib": round(est.total_gib, 3), "phase": est.phase,
                          "breakdown": {k: round(v, 3) for k, v in est.breakdown.items()},
                          "fits": est.fits, "margin_gib": est.margin_gib,

@@ -214,6 +214,7 @@ class RunHistory:
         self.tokens: int | None = None
         self.start: dict | None = None  # the latest start event
         self.estimate_gib: float | None = None
+        self.estimate_context_gib: float | None = None  # the CUDA context part of it (torch's peaks exclude it)
         self.gpu: dict | None = None
         self.gpu_seen = False  # any system sample at all (gpu may still be None: no NVML)
         self.proc: dict | None = None
@@ -222,6 +223,8 @@ class RunHistory:
         self.gpu_mem: deque[float] = deque(maxlen=120)
         self.peak_allocated: int | None = None
         self.peak_reserved: int | None = None
+        # NVML's figure for the worker (CUDA context included, like the estimate's total)
+        self.process_used: int | None = None
         self.checkpoints: list[tuple[int, str]] = []
         self.worker_warnings: list[dict] = []
         self.computed_warnings: list[dict] = []
@@ -275,7 +278,7 @@ class RunHistory:
                 if used is not None and total:
                     self.gpu_mem.append(100.0 * used / total)
         elif t == "memory":
-            for key in ("peak_allocated", "peak_reserved"):
+            for key in ("peak_allocated", "peak_reserved", "process_used"):
                 v = ev.get(key)
                 if isinstance(v, int) and v > (getattr(self, key) or 0):
                     setattr(self, key, v)
@@ -287,6 +290,8 @@ class RunHistory:
                 self.step = step
             if _num(ev.get("estimate_gib")) is not None:
                 self.estimate_gib = float(ev["estimate_gib"])
+            if _num(ev.get("estimate_context_gib")) is not None:
+                self.estimate_context_gib = float(ev["estimate_context_gib"])
             self.train_times.clear()  # a resumed attempt has its own speed
             self.progress = None
         elif t == "checkpoint":

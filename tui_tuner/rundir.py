@@ -83,6 +83,7 @@ class Status:
     hint: str | None = None
     loss_impl: str | None = None  # what train.loss_impl / train.packing resolved to (start event says why)
     packing: str | None = None
+    gpu: str | None = None  # the GPU (UUID) the run holds, "cpu" for none; None: written before GPUs were tracked
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Status":
@@ -393,13 +394,23 @@ def list_runs() -> list[RunDir]:
     return sorted(runs, key=lambda r: r.path.name)
 
 
-def active_run() -> tuple[RunDir, Status] | None:
-    """The run currently holding the GPU (a live worker), if any."""
+def active_runs() -> list[tuple[RunDir, Status]]:
+    """Every run with a live worker."""
+    out = []
     for run in list_runs():
         try:
             st = run.read_status()
         except RunError:
             continue
         if st.state in ACTIVE_STATES:
+            out.append((run, st))
+    return out
+
+
+def active_run(gpu: str | None = None) -> tuple[RunDir, Status] | None:
+    """The run currently holding GPU `gpu` (a UUID or "cpu"; None: any GPU), if any.
+    A run that recorded no GPU (older runs) holds every GPU."""
+    for run, st in active_runs():
+        if gpu is None or st.gpu is None or st.gpu == gpu:
             return run, st
     return None

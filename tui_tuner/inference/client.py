@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tui_tuner.errors import UserError
@@ -33,6 +34,34 @@ def _signal_name(num: int) -> str:
         return signal.Signals(num).name
     except ValueError:
         return f"signal {num}"
+
+
+def chat_gpu_env(target: str) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES (one GPU, by UUID) for the chat process: the run's `gpu:` setting when
+    the target is a run, else the GPU with the most free memory ("" : none, the CPU)."""
+    from tui_tuner import gpu as gpus
+    from tui_tuner.worker.devices import ASSIGNED_ENV
+
+    setting = None
+    try:
+        cfg_path = Path(target) / "config.yaml"
+        if not cfg_path.is_file():
+            from tui_tuner.rundir import resolve_run
+
+            cfg_path = resolve_run(target).config_path
+        from tui_tuner.config import load_config
+
+        setting = load_config(cfg_path).gpu
+    except Exception:  # not a run: a model alone
+        pass
+    try:
+        chosen = gpus.select_gpu(setting)
+    except Exception:  # a GPU setting that no longer matches this machine: the most free one
+        try:
+            chosen = gpus.select_gpu(None)
+        except Exception:
+            return {}
+    return {**gpus.cuda_env(chosen, cpu=gpus.wants_cpu(setting)), ASSIGNED_ENV: gpus.gpu_key(chosen)}
 
 
 class InferenceClient:
@@ -69,6 +98,7 @@ class InferenceClient:
         if self.command:
             cmd = list(self.command)
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        env.update(chat_gpu_env(self.target))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, encoding="utf-8", errors="replace", bufsize=1, env=env,
                                      close_fds=True)

@@ -99,12 +99,9 @@ class TokenStreamer:
 
 def _compute_dtype(quant: QuantizationConfig, torch):
     # Same choice as the training worker, so the answers match what training saw.
-    name = quant.compute_dtype
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+    from tui_tuner.worker.devices import compute_dtype
+
+    return compute_dtype(quant.compute_dtype, torch, torch.cuda.is_available())
 
 
 def _cpu_threads(torch, *, model_path: str | None = None, model=None) -> int:
@@ -131,9 +128,9 @@ def _cpu_threads(torch, *, model_path: str | None = None, model=None) -> int:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
+    from tui_tuner.errors import is_out_of_memory
 
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    return is_out_of_memory(exc)
 
 
 def chat_prompt(tok, messages: list[dict[str, str]], chat_format=None, **kwargs):
@@ -255,6 +252,7 @@ class Engine:
                 bnb_4bit_use_double_quant=quant.double_quant, bnb_4bit_compute_dtype=dtype)
         if cuda:
             load_kwargs["device_map"] = {"": torch.cuda.current_device()}
+            self._check_gpu_memory(torch, target, quant)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
@@ -282,6 +280,25 @@ class Engine:
         }
         self.progress("ready", 1.0)
         return self.info
+
+    def _check_gpu_memory(self, torch, target: ChatTarget, quant: QuantizationConfig) -> None:
+        """Refuse to load when the chat model would not fit next to what the GPU holds (a training
+        run on the same GPU keeps what it may still claim)."""
+        from tui_tuner.inference import gpu_memory
+
+        try:
+            from tui_tuner.models.vram import TrainSettings, arch_for_ref, chat_bytes
+
+            arch, _ = arch_for_ref(target.model_ref)
+            need = chat_bytes(arch, TrainSettings(load_in_4bit=quant.load_in_4bit, double_quant=quant.double_quant,
+                                                  compute_dtype=quant.compute_dtype))
+        except Exception:  # no offline estimate for this model: nothing to compare
+            return
+        free, total = torch.cuda.mem_get_info()
+        held = gpu_memory.training_run_on(gpu_memory.assigned_gpu())
+        gpu_memory.check_chat_fits(need, free, total, training_run=held[0] if held else None,
+                                   run_estimate_bytes=held[1] if held else None,
+                                   gpu_name=torch.cuda.get_device_name())
 
     def set_adapter(self, checkpoint: str) -> str:
         """Make a run's adapter (final or checkpoint-N) the active one; loads it on first use."""

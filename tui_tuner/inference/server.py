@@ -70,7 +70,9 @@ class Server:
             return False
         except Exception as e:  # noqa: BLE001 - reported to the client in one line, traceback on stderr
             traceback.print_exc()
-            oom = "out of memory" in str(e).lower()
+            from tui_tuner.errors import is_out_of_memory
+
+            oom = is_out_of_memory(e)
             self.emit("fatal", message=f"loading failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                       hint=OOM_HINT if oom else None, kind="oom" if oom else "internal")
             return False

@@ -93,6 +93,7 @@ class Arch:
     supports_sdpa: bool = True
     fused_qkv: bool = False  # one qkv Linear whose output storage stays alive through the v view (Phi-3)
     attn_softcapping: bool = False
+    final_logit_softcapping: bool = False  # Gemma 2: tanh cap on the logits (one more [tokens x vocab] tensor)
     notes: list[str] = field(default_factory=list)
 
     # -- counts ----------------------------------------------------------------------------------
@@ -210,6 +211,10 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
     cfg, notes = text_config(config)
     mt = str(cfg.get("model_type") or "").lower()
     defaults = _DEFAULTS.get(mt, _DEFAULTS["llama"])
+    # Gemma2Config defaults both caps (attention 50.0, final logits 30.0): a config.json that does
+    # not name them has them; only an explicit null turns them off.
+    softcap = {k: cfg.get(k, d) is not None for k, d in (("attn_logit_softcapping", 50.0),
+                                                         ("final_logit_softcapping", 30.0))}
     cfg = {**defaults, **{k: v for k, v in cfg.items() if v is not None}}
 
     h = _need_int(cfg, "hidden_size", source)
@@ -288,7 +293,8 @@ def arch_from_config(config: dict[str, Any], source: str = "config.json") -> Arc
                                    "use model.attn_implementation eager (stores batch x heads x seq² scores) "
                                    "or flash_attention_2"]
     return Arch(**common, exact=exact, norms_per_layer=norms, supports_sdpa=mt != "gemma2",
-                attn_softcapping=mt == "gemma2" and cfg.get("attn_logit_softcapping") is not None,
+                attn_softcapping=mt == "gemma2" and softcap["attn_logit_softcapping"],
+                final_logit_softcapping=mt == "gemma2" and softcap["final_logit_softcapping"],
                 layer_linears=[Linear("q_proj", h, a * hd, qkv_bias), Linear("k_proj", h, kv * hd, qkv_bias),
                                Linear("v_proj", h, kv * hd, qkv_bias), Linear("o_proj", a * hd, h, o_bias),
                                Linear("gate_proj", h, I, mlp_bias), Linear("up_proj", h, I, mlp_bias),

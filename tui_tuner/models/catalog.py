@@ -67,6 +67,8 @@ class ModelCard:
     path: Path
     notes: str | None = None
     aliases: list[str] = field(default_factory=list)
+    # other hub ids of the family whose config differs in a few keys: id → {config overrides, source}
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def arch(self):
@@ -95,9 +97,12 @@ def _read_card(p: Path) -> ModelCard:
     kind = d.get("kind", "unknown")
     if kind not in KINDS:
         raise UserError(f"{p}: kind {kind!r} must be one of {', '.join(KINDS)}")
+    variants = d.get("variants") or {}
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise UserError(f"{p}: 'variants' must map hub ids to {{config: {{…}}, source: …}}")
     return ModelCard(id=str(d["id"]), family=str(d.get("family", "")), kind=kind, config=dict(d["config"]),
                      source=_as_list(d.get("source")), path=p, notes=d.get("notes"),
-                     aliases=[str(a) for a in d.get("aliases", [])])
+                     aliases=[str(a) for a in d.get("aliases", [])], variants={str(k): v for k, v in variants.items()})
 
 
 @lru_cache(maxsize=4)
@@ -121,3 +126,56 @@ def find_card(ref: str, directory: Path | None = None) -> ModelCard | None:
         if c.id.lower() == key or key in (a.lower() for a in c.aliases):
             return c
     return None
+
+
+# --- variants: base/instruct siblings, org mirrors, pre-quantized re-uploads -------------------
+# A family's base and chat/instruct models share every shape number (same entries in litgpt's
+# config.py for Qwen2.5, Llama 3.x, Gemma, Mistral, Falcon, SmolLM2 …), and mirrors such as
+# unsloth/… or …-bnb-4bit re-uploads keep the architecture. So the name without its org, its
+# kind marker and its quantization suffix names the shape.
+_QUANT_SUFFIX = re.compile(r"(-unsloth)?(-bnb)?-(4bit|8bit)$|-(gptq|awq)(-int[48])?$|-(fp16|bf16|gguf|mlx)$",
+                           re.IGNORECASE)
+_KIND_TOKEN = re.compile(r"-(instruct|chat|it|hf|base|pt)(?=-|$)", re.IGNORECASE)
+
+
+def family_key(name: str) -> str:
+    """'unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit' → 'llama-3.1-8b' (shape-equivalent names)."""
+    key = name.strip().split("@", 1)[0].rsplit("/", 1)[-1].lower()
+    prev = None
+    while prev != key:
+        prev, key = key, _QUANT_SUFFIX.sub("", key)
+    key = _KIND_TOKEN.sub("", key)
+    if key.startswith("meta-llama-"):
+        key = key[len("meta-"):]
+    return key
+
+
+def find_variant(ref: str, directory: Path | None = None) -> ModelCard | None:
+    """A card standing for `ref` when `ref` is a variant of a carded model (see family_key): a
+    copy of the card under `ref`'s name, with its kind and a note saying whose numbers it uses."""
+    import dataclasses
+
+    key = family_key(ref)
+    cards = load_cards(directory)
+    for c in cards:  # an explicitly listed variant (its own overrides) wins
+        for vid, v in c.variants.items():
+            if vid.lower() == ref.strip().lower() or family_key(vid) == key:
+                note = f"shape from the {c.id} card with {vid}'s differences ({', '.join(sorted(v.get('config', {})))})"
+                return dataclasses.replace(c, id=ref, kind=_variant_kind(ref, c), config={**c.config, **v.get("config", {})},
+                                           source=_as_list(v.get("source")) or c.source, notes=note, variants={})
+    matches = [c for c in cards if family_key(c.id) == key or any(family_key(a) == key for a in c.aliases)]
+    if not matches:
+        return None
+    kinds = [_variant_kind(ref, c) for c in matches]
+    best = next((c for c, k in zip(matches, kinds) if c.kind == k), matches[0])
+    return dataclasses.replace(best, id=ref, kind=_variant_kind(ref, best), variants={},
+                               notes=f"shape from the {best.id} card (same family and size: base, instruct and "
+                                     "mirrors share the architecture)")
+
+
+def _variant_kind(ref: str, card: ModelCard) -> str:
+    g = guess_kind(ref)
+    if g != "unknown":
+        return g
+    # no marker in the name: the card's kind when its name has none either, else the base sibling
+    return card.kind if guess_kind(card.id) == "unknown" else "base"

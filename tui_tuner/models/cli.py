@@ -36,16 +36,19 @@ def _settings(args) -> TrainSettings:
         raise UserError(f"--optim: {args.optim!r} is not one of {', '.join(OPTIMIZERS)}")
     return TrainSettings(batch_size=args.batch, seq_len=args.seq_len, lora_r=args.lora_r,
                          gradient_checkpointing=not args.no_grad_ckpt, optim=args.optim,
-                         double_quant=not getattr(args, "no_double_quant", False))
+                         double_quant=not getattr(args, "no_double_quant", False),
+                         chat_during_training=bool(getattr(args, "chat", False)))
 
 
 def _gpu() -> tuple[float | None, dict[str, Any] | None]:
-    from tui_tuner.gpu import detect_gpu
+    """The GPU a run would get (the most free memory) and what is free on it: the fit verdict is
+    about memory the run can have, not the card's total."""
+    from tui_tuner.gpu import select_gpu
 
-    g = detect_gpu()
+    g = select_gpu(None)
     if g is None:
         return None, None
-    return g.total_gib, g.to_dict()
+    return g.free_gib, g.to_dict()
 
 
 def model_summary(src: ModelSource, arch: Arch) -> dict[str, Any]:
@@ -70,6 +73,10 @@ def cmd_estimate(args) -> int:
     vram = args.vram
     if vram is None:
         vram, gpu = _gpu()
+    if gpu and gpu.get("compute_capability"):
+        from dataclasses import replace
+
+        s = replace(s, compute_capability=tuple(gpu["compute_capability"]))
     est = estimate(arch, s, vram_gib=vram, model=src.name)
     if args.fit and not vram:
         raise UserError("--fit needs a GPU size: no NVIDIA GPU was detected", hint="give one with --vram GIB, e.g. --vram 24")
@@ -121,13 +128,14 @@ def format_estimate(src: ModelSource, arch: Arch, est: Estimate, *, gpu: dict | 
     if est.vram_gib is None:
         lines.append("GPU        no NVIDIA GPU detected (NVML) — give its size with --vram GIB to check the fit")
     else:
-        where = "--vram" if vram_from_flag else f"{gpu['name']} (NVML)" if gpu else "given"
+        where = "--vram" if vram_from_flag else f"{gpu['name']} (NVML, free now)" if gpu else "given"
         verdict = "FITS" if est.fits else "DOES NOT FIT"
         lines.append(f"GPU        {est.vram_gib:.1f} GiB from {where}: {verdict} "
                      f"(keeping {est.margin_gib:.2f} GiB free; headroom {est.headroom_gib:+.2f} GiB)")
         if gpu and not vram_from_flag and gpu["total_gib"] - gpu["free_gib"] > 0.5:
-            lines.append(f"           other processes use {gpu['total_gib'] - gpu['free_gib']:.1f} GiB of it right now "
-                         "(a desktop, another run): close them or count them in")
+            lines.append(f"           other processes use {gpu['total_gib'] - gpu['free_gib']:.1f} GiB of its "
+                         f"{gpu['total_gib']:.1f} GiB right now (a desktop, another run): the verdict counts only "
+                         "what is free")
     if fit is not None:
         lines.append(f"fit        largest batch at max_length {s['seq_len']}: {fit.max_batch or 'none fits'}; "
                      f"largest max_length at batch {s['batch_size']}: {fit.max_seq_len or 'none fits'} "

@@ -116,6 +116,8 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
     if ref.startswith(("/", ".", "~")) or p.exists() or ref.count("/") > 1:
         local = Path(hub.resolve_model_ref(ref, build_demo=False))  # one-line errors for bad paths
         return _from_dir(ref, "local", local)
+    if "@" in ref and revision is None:  # owner/name@revision
+        ref, revision = (x.strip() for x in ref.split("@", 1))
     if not hub._HUB_ID.match(ref):
         raise UserError(f"'{ref}' is neither an existing folder nor a valid Hugging Face model id",
                         hint="use owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct, a local path, or 'demo'")
@@ -124,11 +126,29 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
         return _from_dir(ref, "cache", cached.parent, revision=revision)
     card = find_card(ref)
     if card is not None:
-        return ModelSource(name=card.id, origin="card", config=dict(card.config), card=card)
+        return ModelSource(name=card.id, origin="card", config=dict(card.config), card=card, revision=revision)
+    from tui_tuner.models.catalog import find_variant
+
+    variant = find_variant(ref)
+    online = allow_download and hub.hub_reachable()
+    if variant is None and allow_download and not online:
+        raise UserError(f"'{ref}' has no model card, is not in the Hugging Face cache, and {hub.HUB_HOST} cannot be "
+                        "reached to read its config.json",
+                        hint="run once online (its config.json is cached after), or save its config.json in a "
+                             "folder and give that folder as the model; `tui-tuner models` lists the families known "
+                             "offline (their base/instruct variants and mirrors work too)")
+    if online:
+        try:  # its own config.json is exact; a variant card is the offline answer
+            return _download_config(ref, revision)
+        except UserError:
+            if variant is None:
+                raise
+    if variant is not None:
+        return ModelSource(name=ref, origin="card", config=dict(variant.config), card=variant, revision=revision)
     if not allow_download:
         raise UserError(f"'{ref}' is not in the Hugging Face cache and has no model card",
-                        hint=f"run `tui-tuner estimate --model {ref}` to fetch its config.json, "
-                             "or pick a model from `tui-tuner models`")
+                        hint=f"run `tui-tuner estimate --model {ref}` online to fetch its config.json, put its "
+                             "config.json in a folder and give that folder, or pick a model from `tui-tuner models`")
     return _download_config(ref, revision)
 
 
@@ -209,8 +229,10 @@ def _download_config(repo_id: str, revision: str | None) -> ModelSource:
     except EntryNotFoundError:
         raise UserError(f"{repo_id} has no config.json", hint="is it a transformers model repository?") from None
     except LocalEntryNotFoundError:
-        raise UserError(f"cannot download config.json of {repo_id} (offline?)",
-                        hint="connect to the internet once, or use a local folder or 'demo'") from None
+        raise UserError(f"cannot download config.json of {repo_id} (offline?) and no model card matches it",
+                        hint="connect to the internet once (it is cached after), or save its config.json in a folder "
+                             "and give that folder as the model; `tui-tuner models` lists the families known "
+                             "offline (their base/instruct variants and mirrors work too)") from None
     for fn in TOKENIZER_FILES:  # small; needed to show the chat template and tokenize later
         try:
             hf_hub_download(repo_id, fn, revision=revision, cache_dir=hub_cache_dir())

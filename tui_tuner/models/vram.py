@@ -46,6 +46,15 @@ ALLOCATOR_MIN_BYTES = 64 * MIB
 LOGITS_TRAIN_BYTES = 12
 LOGITS_EVAL_BYTES = 10
 
+# cuBLAS workspace: torch allocates one per (cuBLAS handle, stream) through its caching allocator,
+# so it is part of the reserved peak. Default size (ATen CublasHandlePool.cpp, no
+# CUBLAS_WORKSPACE_CONFIG): 32 MiB on compute capability 9.x/10.x/12.x (Hopper, Blackwell),
+# ":4096:2:16:8" = 2 x 4 MiB + 8 x 16 KiB otherwise. Handles are per thread: the forward runs on
+# the main thread and autograd's backward on its device thread, so two workspaces are alive.
+CUBLAS_WORKSPACE_BYTES_HOPPER = 32 * MIB
+CUBLAS_WORKSPACE_BYTES = 4096 * 1024 * 2 + 16 * 1024 * 8
+CUBLAS_HANDLES = 2
+
 OPTIM_STATE = {  # bytes of optimizer state per trainable fp32 parameter (32-bit variants)
     "paged_adamw_8bit": 2, "adamw_8bit": 2, "paged_adamw_32bit": 8, "adamw_torch": 8,
     "adamw_torch_fused": 8, "sgd": 0,
@@ -72,6 +81,11 @@ class TrainSettings:
     device: str = "cuda"  # where training runs: "cuda" (the estimate's purpose) or "cpu"
     loss_impl: str = "auto"  # train.loss_impl: auto / standard / chunked / liger (tui_tuner/worker/loss.py)
     liger_installed: bool = False  # whether auto can pick liger on a GPU (liger-kernel importable)
+    # Rows padded to a common length with an attention mask (the worker's collator; on CUDA it pads
+    # to a multiple of 8, so even batch 1 usually carries padding). False: no padding mask at all.
+    padded: bool = True
+    compute_capability: tuple[int, int] | None = None  # of the GPU, when known (cuBLAS workspace size)
+    chat_during_training: bool = False  # keep room for a chat process on the same GPU
 
     @property
     def compute_bytes(self) -> int:
@@ -235,6 +249,52 @@ def attention_impl(arch: Arch, s: TrainSettings) -> str:
     return s.attn_implementation
 
 
+def sdpa_padding_mask_bytes(arch: Arch, s: TrainSettings, batch: int, seq: int) -> int:
+    """A padded batch makes transformers build one boolean [batch, 1, seq, seq] mask for SDPA
+    (masking_utils.sdpa_mask; it is skipped only when no position is masked), shared by all layers
+    and kept for backward."""
+    if attention_impl(arch, s) != "sdpa" or not s.padded:
+        return 0
+    return batch * seq * seq
+
+
+def sdpa_attn_bias_bytes_per_layer(arch: Arch, s: TrainSettings, batch: int, seq: int) -> int:
+    """torch's scaled_dot_product_attention turns a boolean mask into an additive bias of the query's
+    dtype in every call (convert_boolean_attn_mask), and the kernel keeps it for backward: one
+    [batch, 1, seq, seq] compute-dtype tensor per layer. Measured on CPU with measure.LiveBytes:
+    the peak of a padded step exceeds the unpadded one by exactly (1 + 2 x layers) x b x s x s
+    bytes (bool mask + a bf16 bias per layer) without GQA."""
+    if attention_impl(arch, s) != "sdpa" or not s.padded:
+        return 0
+    return s.compute_bytes * batch * seq * seq
+
+
+def gqa_repeat_bytes_per_token(arch: Arch, s: TrainSettings) -> float:
+    """With a mask, SDPA on CUDA loses its grouped-query path (transformers
+    integrations/sdpa_attention.use_gqa_in_sdpa needs attention_mask None): k and v are expanded to
+    every query head by repeat_kv and those copies are what SDPA saves — per layer, per token,
+    (heads - kv_heads) x head_dim x 2 more than the kv-head-sized k and v counted already."""
+    if attention_impl(arch, s) != "sdpa" or not s.padded or arch.num_kv_heads >= arch.num_heads:
+        return 0.0
+    return s.compute_bytes * 2 * (arch.num_heads - arch.num_kv_heads) * arch.head_dim
+
+
+def logit_softcap_bytes(arch: Arch, s: TrainSettings, tokens: int) -> float:
+    """Gemma 2 caps its final logits (logits / cap, tanh, * cap): tanh keeps its compute-dtype output
+    for backward, one more [tokens x vocab] tensor on top of the cross-entropy's."""
+    if not arch.final_logit_softcapping:
+        return 0.0
+    return tokens * arch.vocab_size * s.compute_bytes
+
+
+def cublas_workspace_bytes(s: TrainSettings) -> int:
+    if s.device != "cuda":
+        return 0
+    cc = s.compute_capability
+    size = CUBLAS_WORKSPACE_BYTES_HOPPER if cc and cc[0] in (9, 10, 12) else CUBLAS_WORKSPACE_BYTES
+    return CUBLAS_HANDLES * size
+
+
 def eager_attention_bytes(arch: Arch, s: TrainSettings, batch: int, seq: int) -> float:
     """Eager attention keeps [batch, heads, seq, seq] tensors per layer: the fp32 softmax output,
     its compute-dtype copy for the value matmul (+ the tanh output with logit softcapping)."""
@@ -305,6 +365,10 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
     static.update(lora_bytes(arch, s))
     # bnb dequantizes each 4-bit weight to the compute dtype for its matmul (one at a time).
     static["dequant_buffer"] = arch.max_linear_weight * cb if (s.load_in_4bit and arch.quantizable) else 0
+    static["cublas_workspace"] = cublas_workspace_bytes(s)
+    if s.chat_during_training:
+        # a chat process on the same GPU: its own CUDA context, 4-bit weights, adapter, KV cache
+        static["chat_process"] = chat_bytes(arch, s)
 
     per_layer = layer_activation_bytes_per_token(arch, s) * N + eager_attention_bytes(arch, s, batch, seq)
     h = arch.hidden_size
@@ -322,19 +386,33 @@ def _parts(arch: Arch, s: TrainSettings, batch: int, seq: int) -> _Parts:
         transient = widest * (4 + cb + (4 if s.lora_dropout > 0 else 0))
         transient += cb * arch.intermediate_size if arch.mlp_kind == "gated" else 0
         recompute = per_layer + grads + N * transient
-        if logits >= recompute:
-            train = {"activations": ckpt + grads + mask, "logits": logits}
+        # only the recomputed layer holds its attention bias and repeated k/v
+        gqa_one = gqa_repeat_bytes_per_token(arch, s) * N
+        bias_one = sdpa_attn_bias_bytes_per_layer(arch, s, batch, seq)
+        if logits >= recompute + gqa_one + bias_one:
+            train = {"activations": ckpt + grads + mask, "logits": logits, "gqa_repeat_kv": 0.0, "sdpa_attn_bias": 0.0}
         else:
-            train = {"activations": ckpt + recompute + mask, "logits": 0.0}
+            train = {"activations": ckpt + recompute + mask, "logits": 0.0, "gqa_repeat_kv": gqa_one,
+                     "sdpa_attn_bias": bias_one}
     else:
         # Everything every layer saved is alive when the loss is computed.
-        train = {"activations": arch.num_layers * per_layer + grads + mask, "logits": logits}
+        train = {"activations": arch.num_layers * per_layer + grads + mask, "logits": logits,
+                 "gqa_repeat_kv": gqa_repeat_bytes_per_token(arch, s) * N * arch.num_layers,
+                 "sdpa_attn_bias": sdpa_attn_bias_bytes_per_layer(arch, s, batch, seq) * arch.num_layers}
+    train["padding_mask"] = sdpa_padding_mask_bytes(arch, s, batch, seq)
+    # tanh's saved output is alive from the forward through the loss's backward
+    train["logit_softcap"] = logit_softcap_bytes(arch, s, N)
     eb = s.eval_batch_size or batch
     eval_N = eb * seq if s.evaluate else 0
     # no_grad forward: nothing is kept per layer; one layer's temporaries, then the logits/loss.
     ev = {"activations": (layer_activation_bytes_per_token(arch, s) * eval_N / 2
                           + eager_attention_bytes(arch, s, eb, seq) / 2) if eval_N else 0.0,
           "logits": logits_bytes(arch, s, eval_N, train=False) if eval_N else 0.0}
+    if eval_N:
+        ev["padding_mask"] = sdpa_padding_mask_bytes(arch, s, eb, seq)
+        ev["gqa_repeat_kv"] = gqa_repeat_bytes_per_token(arch, s) * eval_N  # one layer's transient copies
+        ev["sdpa_attn_bias"] = sdpa_attn_bias_bytes_per_layer(arch, s, eb, seq)
+        ev["logit_softcap"] = logit_softcap_bytes(arch, s, eval_N)  # one more [tokens x vocab] transient
     return _Parts(static, train, ev)
 
 
@@ -487,10 +565,12 @@ def arch_for_ref(ref: str) -> tuple[Arch, str]:
     return arch_from_config(src.config, source=src.label), src.name
 
 
-def estimate_for_config(cfg: "RunConfig", vram_gib: float | None = None) -> Estimate:
+def estimate_for_config(cfg: "RunConfig", vram_gib: float | None = None,
+                        compute_capability: tuple[int, int] | None = None) -> Estimate:
     """The estimate for a run config (what the worker records and the wizard shows live)."""
     arch, name = arch_for_ref(cfg.model.name_or_path)
-    return estimate(arch, TrainSettings.from_config(cfg), vram_gib=vram_gib, model=name)
+    s = replace(TrainSettings.from_config(cfg), compute_capability=compute_capability)
+    return estimate(arch, s, vram_gib=vram_gib, model=name)
 
 
 def compare_with_measured(est: Estimate, peak_reserved_bytes: int | None) -> dict[str, Any] | None:

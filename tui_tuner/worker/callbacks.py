@@ -24,8 +24,11 @@ DIVERGED_HINT = ("lower train.learning_rate (e.g. by 3-10x), keep train.max_grad
 # adapter (saturated by a huge update): this many logged steps of it in a row stop the run.
 COLLAPSE_STEPS = 2
 
-OOM_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
-            "turn on train.gradient_checkpointing, or lower lora.r")
+
+# Under fp16 the GradScaler skips a step whose gradients overflowed (grad norm inf/nan) and halves
+# its scale: normal in the first steps of fp16 training. From the initial scale 2**16, this many
+# skipped steps in a row mean the scale has collapsed far below 1: the run really diverged.
+FP16_MAX_SKIPPED_IN_A_ROW = 24
 
 
 class StopFlag:
@@ -44,7 +47,8 @@ class StopFlag:
 class RunEventsCallback(TrainerCallback):
     def __init__(self, run: RunDir, stop: StopFlag, *, resumed_from: str | None, estimate_gib: float | None,
                  early_stopping_patience: int | None, diagnostics: Any = None, echo=print, cuda: bool = False,
-                 save_total_limit: int | None = None, start_info: dict | None = None):
+                 save_total_limit: int | None = None, start_info: dict | None = None, fp16: bool = False,
+                 estimate_context_gib: float | None = None):
         self.run = run
         self.save_total_limit = save_total_limit
         self.stop = stop
@@ -55,6 +59,12 @@ class RunEventsCallback(TrainerCallback):
         self.echo = echo
         self.cuda = cuda
         self.start_info = start_info or {}  # loss implementation, packing and why (worker/loss.py)
+        self.fp16 = fp16
+        self.estimate_context_gib = estimate_context_gib
+        self.skipped_in_a_row = 0  # fp16 steps the loss scaler skipped (overflow), consecutive
+        self.skipped_total = 0
+        # () -> bytes NVML says this process uses on the GPU (CUDA context included), or None
+        self.process_memory = lambda: None
         self.total_steps: int | None = None
         self.best_eval: float | None = None
         self.best_step: int | None = None
@@ -84,6 +94,18 @@ class RunEventsCallback(TrainerCallback):
                 self.echo(f"warning: {w.get('message')}")
         return ev
 
+    def _memory(self, state, phase: str) -> None:
+        """The CUDA peak so far; `process_peak` is NVML's figure for this process, which includes
+        the CUDA context (as the estimate does; torch's reserved peak does not)."""
+        if not self.cuda:
+            return
+        import torch
+
+        self.run.append_event("memory", step=state.global_step, phase=phase,
+                              peak_allocated=torch.cuda.max_memory_allocated(),
+                              peak_reserved=torch.cuda.max_memory_reserved(),
+                              process_used=self.process_memory())
+
     def _status(self, state, **changes: Any) -> None:
         self.run.update_status(step=state.global_step, epoch=state.epoch, total_steps=self.total_steps, **changes)
 
@@ -97,12 +119,10 @@ class RunEventsCallback(TrainerCallback):
 
     def _drop_saved_since(self, step: int) -> None:
         """Delete this attempt's checkpoints from `step` on: they hold the collapsed model."""
-        import shutil
-
         for s in [s for s in self.saved_steps if s >= step]:
             d = self.run.checkpoints_dir / f"checkpoint-{s}"
             if d.exists():
-                shutil.rmtree(d, ignore_errors=True)
+                remove_checkpoint(d)
                 self.removed_checkpoints.append(d.name)
             self.saved_steps.remove(s)
         last = self.run.last_checkpoint()
@@ -115,7 +135,8 @@ class RunEventsCallback(TrainerCallback):
         self.start_step = state.global_step
         self._last_log = (time.perf_counter(), state.num_input_tokens_seen or 0)
         self._event("start", step=state.global_step, total_steps=state.max_steps, resumed_from=self.resumed_from,
-                    pid=os.getpid(), estimate_gib=self.estimate_gib, **self.start_info)
+                    pid=os.getpid(), estimate_gib=self.estimate_gib, estimate_context_gib=self.estimate_context_gib,
+                    **self.start_info)
         self._status(state)
 
     def on_step_end(self, args, state, control, **kw):
@@ -147,19 +168,26 @@ class RunEventsCallback(TrainerCallback):
             self._event("train", step=state.global_step, epoch=state.epoch, loss=loss,
                         learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                         tokens_per_second=tps, tokens=tokens)
-            if self.cuda:
-                import torch
-
-                self.run.append_event("memory", step=state.global_step,
-                                      peak_allocated=torch.cuda.max_memory_allocated(),
-                                      peak_reserved=torch.cuda.max_memory_reserved())
+            self._memory(state, "train")
             gn = logs.get("grad_norm")
             gn = float(gn) if isinstance(gn, (int, float)) else None
-            if not math.isfinite(loss) or (gn is not None and not math.isfinite(gn)):
+            grad_bad = gn is not None and not math.isfinite(gn)
+            if self.fp16 and grad_bad and math.isfinite(loss):
+                # The loss scaler overflowed and skipped this step (nothing was applied).
+                self.skipped_in_a_row += 1
+                self.skipped_total += 1
+                if self.skipped_in_a_row >= FP16_MAX_SKIPPED_IN_A_ROW:
+                    self._refuse_to_continue(
+                        control, f"fp16 gradients overflowed {self.skipped_in_a_row} steps in a row (to step "
+                                 f"{state.global_step}): training diverged",
+                        "lower train.learning_rate (e.g. by 3-10x), or use compute_dtype bf16 on a GPU "
+                        "that has it (compute capability 8.0+)")
+            elif not math.isfinite(loss) or grad_bad:
                 what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {gn}"
                 self._refuse_to_continue(control, f"{what} at step {state.global_step}: training diverged",
                                          DIVERGED_HINT)
             elif gn == 0.0 and loss > 0:
+                self.skipped_in_a_row = 0
                 self.zero_grad_steps.append(state.global_step)
                 control.should_save = False  # possibly collapsed: not saved until the gradient comes back
                 if len(self.zero_grad_steps) >= COLLAPSE_STEPS:
@@ -171,11 +199,13 @@ class RunEventsCallback(TrainerCallback):
                                  f"{first}", "the update before it was far too large: lower train.learning_rate "
                                  "and lora.alpha (the update scales with alpha/r; alpha = r … 2r is usual)")
             else:
+                self.skipped_in_a_row = 0
                 self.zero_grad_steps.clear()
             self._status(state)
         if "eval_loss" in logs:
             ev_loss = float(logs["eval_loss"])
             self._event("eval", step=state.global_step, epoch=state.epoch, eval_loss=ev_loss)
+            self._memory(state, "eval")  # the eval pass can set the peak (its logits batch)
             if self.best_eval is None or ev_loss < self.best_eval - 1e-6:
                 self.best_eval, self.best_step, self.bad_evals = ev_loss, state.global_step, 0
             else:
@@ -269,6 +299,7 @@ class SystemSampler:
         self.interval = interval
         self.step_of = step_of
         self.gpu = make_sampler()
+        self.process_peak: int | None = None  # the most NVML saw this process use on the GPU
         self.proc = ProcessSampler()
         self.cpu_seconds = 0.0  # CPU time the sampling itself used
         self._stop = threading.Event()
@@ -282,8 +313,16 @@ class SystemSampler:
         from tui_tuner.gpu import system_sample
 
         t0 = time.thread_time()
-        self.run.append_event("system", step=self.step_of(), **system_sample(self.gpu, self.proc))
+        sample = system_sample(self.gpu, self.proc)
+        for p in ((sample.get("gpu") or {}).get("processes") or []):
+            if p.get("pid") == os.getpid() and isinstance(p.get("mem_used"), int):
+                self.process_peak = max(self.process_peak or 0, p["mem_used"])
+        self.run.append_event("system", step=self.step_of(), **sample)
         self.cpu_seconds += time.thread_time() - t0
+
+    def process_gpu_memory(self) -> int | None:
+        """Peak GPU memory NVML has seen this process use so far (None without NVML)."""
+        return self.process_peak
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

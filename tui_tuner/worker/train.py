@@ -35,8 +35,9 @@ _is_disk_full = is_disk_full  # the classification lives in tui_tuner.errors
 
 
 def _is_oom(exc: BaseException) -> bool:
-    name = type(exc).__name__
-    return name == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+    from tui_tuner.errors import is_out_of_memory
+
+    return is_out_of_memory(exc)
 
 
 def _trim_events_for_resume(run: RunDir, step: int) -> None:
@@ -56,12 +57,21 @@ def _trim_events_for_resume(run: RunDir, step: int) -> None:
 
 
 def _compute_dtype(cfg: RunConfig, torch):
-    name = cfg.quantization.compute_dtype
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32  # bf16 measured no faster on CPU, and fp32 is exact
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+    from tui_tuner.worker.devices import compute_dtype
+
+    return compute_dtype(cfg.quantization.compute_dtype, torch, torch.cuda.is_available())
+
+
+def _memory_event(run: RunDir, step: int, phase: str) -> None:
+    """The CUDA peak so far (at an OOM: the moment it happened), when torch is on a GPU."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            run.append_event("memory", step=step, phase=phase, peak_allocated=torch.cuda.max_memory_allocated(),
+                             peak_reserved=torch.cuda.max_memory_reserved())
+    except Exception:  # recording must never hide the failure itself
+        pass
 
 
 _FORKING_PID = 0
@@ -212,7 +222,12 @@ class TrainingSession:
         cps = self.run.checkpoints()
         kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
         if _is_oom(e):
-            self._finish("failed", "CUDA out of memory" + kept, "lower memory use: " + _oom_hint())
+            from tui_tuner.errors import oom_hint
+
+            phase = "train" if self.training else "load"
+            _memory_event(self.run, getattr(self.events, "step", 0) or 0, "oom-" + phase)
+            what = "CUDA out of memory" if self.training else "CUDA out of memory while loading the model"
+            self._finish("failed", what + kept, ("lower memory use: " if self.training else "") + oom_hint(phase))
         elif disk_full:
             if removed:
                 _echo("removed the save the full disk cut short: " + ", ".join(removed))
@@ -257,8 +272,14 @@ class TrainingSession:
         from transformers.trainer_callback import PrinterCallback
 
         transformers.logging.set_verbosity_warning()
-        cuda = torch.cuda.is_available()
-        dtype = _compute_dtype(cfg, torch)
+        from tui_tuner.worker import devices
+
+        cuda = devices.check_cuda(torch)
+        dtype = devices.compute_dtype(cfg.quantization.compute_dtype, torch, cuda)
+        note = devices.dtype_note(cfg.quantization.compute_dtype, torch, cuda)
+        if note:
+            run.append_event("warning", step=0, kind="dtype", message=note)
+            self._progress(note)
         common = dict(trust_remote_code=trust, revision=cfg.model.revision)
 
         self._progress("loading tokenizer")
@@ -292,7 +313,11 @@ class TrainingSession:
         problems, _ = load_time_problems(cfg, model_path=model_path, cuda=cuda)
         if problems:  # one line each instead of PEFT's / transformers' raw errors mid-load
             raise UserError("; ".join(problems), hint="`tui-tuner train CONFIG --dry-run` checks this before a run")
-        attn, attn_note = usable_attn_implementation(model_path, cfg.model.attn_implementation, **common)
+        attn, attn_note = devices.usable_attention(cfg.model.attn_implementation, torch, cuda, dtype)
+        if attn_note:
+            run.append_event("warning", step=0, kind="attention", message=attn_note)
+            self._progress(attn_note)
+        attn, attn_note = usable_attn_implementation(model_path, attn, **common)
         if attn_note:
             run.append_event("warning", step=0, kind="attention", message=attn_note)
             self._progress(attn_note)
@@ -391,9 +416,11 @@ class TrainingSession:
         from tui_tuner.worker.callbacks import RunEventsCallback, SystemSampler
 
         events = RunEventsCallback(run, self.stop, resumed_from=Path(resume_from).name if resume_from else None,
-                                   estimate_gib=_estimate_gib(cfg), early_stopping_patience=tc.early_stopping_patience,
+                                   estimate_gib=_estimate_gib(cfg, devices.capability(torch, cuda)),
+                                   early_stopping_patience=tc.early_stopping_patience,
                                    diagnostics=_diagnostics(cfg), echo=_echo, cuda=cuda,
-                                   save_total_limit=tc.save_total_limit, start_info=sel.to_event())
+                                   save_total_limit=tc.save_total_limit, start_info=sel.to_event(),
+                                   fp16=targs.fp16, estimate_context_gib=_estimate_context_gib(cfg))
         self.events = events
         trainer_cls = trainer_class(Trainer, chunked=sel.loss.impl == "chunked")
         trainer = trainer_cls(model=model, args=targs, train_dataset=prepared.train,
@@ -401,6 +428,7 @@ class TrainingSession:
                               processing_class=tok, callbacks=[events])
         trainer.remove_callback(PrinterCallback)  # we print our own concise lines
         sampler = SystemSampler(run, tc.system_sample_interval, lambda: events.step).start()
+        events.process_memory = sampler.process_gpu_memory
         t0 = time.perf_counter()
         try:
             sampler.sample_once()
@@ -510,16 +538,25 @@ def _keep_4bit_layers_trainable_after_eval(model) -> None:
 
 
 def _oom_hint() -> str:
-    from tui_tuner.worker.callbacks import OOM_HINT
+    from tui_tuner.errors import oom_hint
 
-    return OOM_HINT
+    return oom_hint("train")
 
 
-def _estimate_gib(cfg: RunConfig) -> float | None:
+def _estimate_context_gib(cfg: RunConfig) -> float | None:
     try:
         from tui_tuner.models.vram import estimate_for_config
 
-        return round(float(estimate_for_config(cfg).total_gib), 3)
+        return round(float(estimate_for_config(cfg).breakdown.get("cuda_context", 0.0)), 3)
+    except Exception:
+        return None
+
+
+def _estimate_gib(cfg: RunConfig, capability: tuple[int, int] | None = None) -> float | None:
+    try:
+        from tui_tuner.models.vram import estimate_for_config
+
+        return round(float(estimate_for_config(cfg, compute_capability=capability).total_gib), 3)
     except Exception:  # the estimate is informative only
         return None
 
@@ -547,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:  # one GPU per run, decided before torch starts CUDA (see devices.pin_one_gpu)
+        from tui_tuner.worker.devices import pin_one_gpu
+
+        pin_one_gpu(load_config(run.config_path).gpu)
+    except Exception:  # a bad config or GPU setting is reported by the session as a failed run
+        pass
     from tui_tuner import paths
 
     paths.make_private()  # checkpoints, adapter, dataset cache: 0600 files in 0700 folders

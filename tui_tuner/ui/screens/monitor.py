@@ -242,8 +242,8 @@ class MonitorScreen(Screen):
             version, step = h.version, h.step
             view = GpuView(gpu=h.gpu, seen=h.gpu_seen, proc=h.proc,
                            worker_pid=(h.start or {}).get("pid") or (self.status.pid if self.status else None),
-                           estimate_gib=h.estimate_gib, peak_allocated=h.peak_allocated,
-                           peak_reserved=h.peak_reserved, util_history=list(h.gpu_util), active=self.active)
+                           estimate_gib=h.estimate_gib, estimate_context_gib=h.estimate_context_gib, peak_allocated=h.peak_allocated,
+                           peak_reserved=h.peak_reserved, process_used=h.process_used, util_history=list(h.gpu_util), active=self.active)
             warnings = h.warnings()
             stats = self._stats_text(h)
             progress = (h.step, h.total_steps or (self.status.total_steps if self.status else None), h.eta_seconds())

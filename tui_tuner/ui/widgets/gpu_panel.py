@@ -27,8 +27,10 @@ class GpuView:
     proc: dict | None = None
     worker_pid: int | None = None
     estimate_gib: float | None = None
+    estimate_context_gib: float | None = None
     peak_allocated: int | None = None
     peak_reserved: int | None = None
+    process_used: int | None = None  # NVML: the worker's whole use, CUDA context included
     util_history: list[float] = field(default_factory=list)
     active: bool = True  # the run is still going (else the numbers are the last sample)
 
@@ -89,12 +91,18 @@ def render_gpu(v: GpuView, width: int = 34, compact: bool = False) -> str:
             lines.append(f"clocks SM {na(g.get('sm_clock'))} · mem {na(g.get('mem_clock'))} MHz")
     # The estimate made before training vs what CUDA measured.
     est = "N/A" if v.estimate_gib is None else f"{v.estimate_gib:.1f} GiB"
+    if v.estimate_gib is not None and v.estimate_context_gib:
+        # torch's peaks below exclude the CUDA context; the estimate's total includes it
+        est += f" ({v.estimate_gib - v.estimate_context_gib:.1f} + {v.estimate_context_gib:.1f} CUDA context)"
     lines.append(f"VRAM   estimate {est}")
     if v.peak_allocated is not None:
         peak = f"{gib(v.peak_allocated)} GiB"
         if v.peak_reserved is not None:
             peak += f" (reserved {gib(v.peak_reserved)})"
         lines.append(f"peak   {peak}")
+        if v.process_used is not None:
+            # comparable with the estimate: both include the CUDA context
+            lines.append(f"       process {gib(v.process_used)} GiB incl. CUDA context")
     else:
         lines.append("peak   N/A" + (" (CPU run)" if v.seen and g is None else ""))
     if g is not None:
