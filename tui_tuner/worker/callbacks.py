@@ -77,6 +77,7 @@ class RunEventsCallback(TrainerCallback):
         self.start_step: int | None = None  # global step when this attempt's loop began
         self.saved_steps: list[int] = []  # checkpoints this attempt finished saving
         self.zero_grad_steps: list[int] = []  # consecutive logged steps with a zero gradient
+        self.last_zero_grad_loss: float | None = None
         self.removed_checkpoints: list[str] = []  # saved, then found to hold a collapsed model
         self.overhead = 0.0  # seconds spent in these hooks (reported; bench/train_throughput.py reads it)
 
@@ -116,6 +117,15 @@ class RunEventsCallback(TrainerCallback):
         control.should_save = False
         control.should_evaluate = False
         control.should_training_stop = True
+
+    def collapsed(self, control, loss: float) -> None:
+        """Fail the run as collapsed; the update before the first zero-gradient step broke the model."""
+        first = self.zero_grad_steps[0]
+        self._drop_saved_since(first - 1)
+        self._refuse_to_continue(
+            control, f"training collapsed: loss stuck at {loss:.4g} with a zero gradient since step {first}",
+            "the update before it was far too large: lower train.learning_rate and lora.alpha (the update "
+            "scales with alpha/r; alpha = r … 2r is usual)")
 
     def _drop_saved_since(self, step: int) -> None:
         """Delete this attempt's checkpoints from `step` on: they hold the collapsed model."""
@@ -189,15 +199,10 @@ class RunEventsCallback(TrainerCallback):
             elif gn == 0.0 and loss > 0:
                 self.skipped_in_a_row = 0
                 self.zero_grad_steps.append(state.global_step)
+                self.last_zero_grad_loss = loss
                 control.should_save = False  # possibly collapsed: not saved until the gradient comes back
                 if len(self.zero_grad_steps) >= COLLAPSE_STEPS:
-                    first = self.zero_grad_steps[0]
-                    # The update before the first zero-gradient step broke the model.
-                    self._drop_saved_since(first - 1)
-                    self._refuse_to_continue(
-                        control, f"training collapsed: loss stuck at {loss:.4g} with a zero gradient since step "
-                                 f"{first}", "the update before it was far too large: lower train.learning_rate "
-                                 "and lora.alpha (the update scales with alpha/r; alpha = r … 2r is usual)")
+                    self.collapsed(control, loss)
             else:
                 self.skipped_in_a_row = 0
                 self.zero_grad_steps.clear()

@@ -442,6 +442,10 @@ class TrainingSession:
 
         from tui_tuner.worker.callbacks import DIVERGED_HINT, nonfinite_parameters
 
+        if not events.failure and events.zero_grad_steps:  # the last step had a zero gradient: not saved
+            from transformers import TrainerControl
+
+            events.collapsed(TrainerControl(), events.last_zero_grad_loss)
         bad = [] if events.failure else nonfinite_parameters(model)
         if bad:  # e.g. NaN in the last steps after the last save: the adapter is not written
             events.failure = (f"the LoRA weights became non-finite (NaN/inf in {bad[0]}) by step {events.step}: "
