@@ -155,3 +155,14 @@ def test_replies_that_also_appear_in_the_template_text_are_placed_right(family):
         if family == "phi3":
             want[-1] += "\n<|endoftext|>"
         assert trained_runs(tok, ids, labels) == want, (family, msgs)
+
+
+def test_rows_the_template_refuses_are_counted_with_its_reason(tmp_path):
+    tok = make_tokenizer("gemma")  # Gemma raises unless roles alternate user/assistant
+    rows = [conv("Hi?", "Hello."),
+            {"messages": [{"role": "user", "content": "One?"}, {"role": "user", "content": "Two?"},
+                          {"role": "assistant", "content": "Both."}]}]
+    data = prepare_dataset_from(tok, rows, tmp_path)
+    assert data.report.train_rows == 1 and data.report.dropped["template_error"] == 1
+    assert data.report.drop_reasons == {
+        "template_error: Conversation roles must alternate user/assistant/user/assistant/...": 1}
