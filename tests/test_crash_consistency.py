@@ -260,3 +260,28 @@ def test_stop_then_resume_never_runs_two_workers(fresh_home):
     new = wait_for(lambda: (s := run.read_status_raw()).pid and s.pid != old.pid and s, what="the new worker")
     assert not pid_alive(old.pid, old.pid_create_time) and pid_alive(new.pid, new.pid_create_time)
     launcher.stop_run(run, timeout=120)
+
+
+def test_a_failure_never_names_a_corrupt_checkpoint_as_kept(tmp_path):
+    """The reported fault: a 0-byte trainer_state.json in the newest checkpoint, then a failure message
+    saying 'last checkpoint kept: <that one>'. Runs the worker's real failure path in its own process."""
+    import subprocess
+    import sys
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_status(Status(run_id="run", state="pending"))
+    good, torn = run.checkpoints_dir / "checkpoint-2", run.checkpoints_dir / "checkpoint-4"
+    _real_checkpoint(good)
+    mark_checkpoint_complete(good, 2)
+    _real_checkpoint(torn)
+    (torn / "trainer_state.json").write_bytes(b"")
+    code = ("import sys; from pathlib import Path; from tui_tuner.rundir import RunDir; "
+            "from tui_tuner.worker.train import TrainingSession as T\n"
+            "def boom(self): raise RuntimeError('failed in the middle')\n"
+            "T._train = boom\n"
+            f"sys.exit(T(RunDir(Path({str(run.path)!r})), resume=True).main())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    st = run.read_status()
+    assert r.returncode == 1 and st.state == "failed", r.stderr[-2000:]
+    assert st.error.endswith("last checkpoint kept: checkpoint-2"), st.error

@@ -41,6 +41,8 @@ def _range(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
 @dataclass
 class ModelConfig:
     name_or_path: str = "demo"
+    # Says the model needs its own Python (auto_map + .py); never runs it by itself: each launch must
+    # confirm it (--trust-remote-code, or the app's dialog naming the files). See tui_tuner/remote_code.py.
     trust_remote_code: bool = False
     revision: str | None = None
     attn_implementation: str = field(default="sdpa", metadata=_choice(*ATTN_IMPLS))

@@ -514,9 +514,10 @@ def _replace_adapter(run: RunDir, write) -> None:
     tmp = run.path / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
     old = run.path / ".adapter.old"
     if run.adapter_dir.exists():
         shutil.rmtree(old, ignore_errors=True)
