@@ -132,7 +132,10 @@ class TunerApp(App[None]):
 
     # -- command palette ----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for cmd in super().get_system_commands(screen):
+            if cmd.title == "Keys":  # Textual's key panel; ours ("Help: keys") lists this screen's keys
+                continue
+            yield cmd
         yield SystemCommand("New fine-tune", "Open the wizard: model → VRAM → dataset → hyperparameters → launch",
                             self.action_new_run)
         yield SystemCommand("Try the offline demo", "The demo model + its preset + the bundled FAQ, ready to "

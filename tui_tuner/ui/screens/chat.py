@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, RadioButton, RadioSet, Static
+from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, RadioButton, RadioSet, Select, Static
 from textual.worker import get_current_worker
 
 from tui_tuner.errors import UserError
@@ -76,6 +76,7 @@ class ChatScreen(Screen):
         Binding("ctrl+o", "export", "Export", id="chat-export"),
         Binding("ctrl+l", "clear", "Clear", id="chat-clear", show=False),
         Binding("ctrl+r", "restart", "Restart model", id="chat-restart", show=False),
+        Binding("f3", "pick_checkpoint", "Switch checkpoint", id="chat-checkpoint-key", show=False),
     ]
 
     # -- messages from the reader thread -----------------------------------------------------------
@@ -457,8 +458,37 @@ class ChatScreen(Screen):
         self.compare = event.on
         if self.state == "ready":
             self._status_ready()
+        if self.compare and self.target is not None and self.target.model_ref == "demo":
+            self.notify("compare on. The demo's base model has random weights: its side is gibberish by design — "
+                        "the fine-tuned side is what training taught it", timeout=8)
+            return
         self.notify("compare on: each prompt is answered by the base model and the fine-tuned one"
                     if self.compare else "compare off", timeout=3)
+
+    def action_pick_checkpoint(self) -> None:
+        """Straight to the adapter/checkpoint switcher (shown if the panel was hidden), list open."""
+        if self.has_class("no-settings"):
+            self.remove_class("no-settings")
+        select = self.query_one("#chat-checkpoint", Select)
+        if select.disabled:
+            self.notify("no checkpoints to switch: this chat is a model alone", severity="warning")
+            return
+        select.focus()
+        select.action_show_overlay()
+
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        yield SystemCommand("Chat: switch checkpoint (f3)", "choose the adapter or an earlier checkpoint",
+                            self.action_pick_checkpoint)
+        yield SystemCommand("Chat: compare with the base model on/off (ctrl+b)",
+                            "answer each prompt with the base model and the fine-tuned one, side by side",
+                            self.action_toggle_compare)
+        yield SystemCommand("Chat: save the transcript (ctrl+s)", "JSONL + Markdown under chats/", self.action_save)
+        yield SystemCommand("Chat: export the model (ctrl+o)", "adapter or merged 16-bit model", self.action_export)
+        yield SystemCommand("Chat: clear the conversation (ctrl+l)", "start over", self.action_clear)
+        yield SystemCommand("Chat: restart the model process (ctrl+r)", "after a crash or to free memory",
+                            self.action_restart)
 
     def action_toggle_settings(self) -> None:
         self.toggle_class("no-settings")
