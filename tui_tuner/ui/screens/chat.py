@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, RadioButton, RadioSet, Select, Static
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButton, RadioSet, RichLog, Select, Static
 from textual.worker import get_current_worker
 
 from tui_tuner.errors import UserError
@@ -567,10 +567,11 @@ class ExportDialog(ModalScreen[None]):
 
     DEFAULT_CSS = """
     ExportDialog { align: center middle; }
-    ExportDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 90%;
+    ExportDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 100%;
                              border: round $primary; background: $surface; padding: 0 1; }
     ExportDialog .dialog-title { text-style: bold; }
-    ExportDialog #export-log { height: 8; border: solid $secondary; }
+    ExportDialog #export-log { height: 6; border: solid $secondary; }
+    ExportDialog Button:focus { text-style: bold reverse; }
     ExportDialog #export-result { height: auto; }
     ExportDialog #export-result.error { color: $error; }
     ExportDialog #export-result.ok { color: $success; }
@@ -607,7 +608,8 @@ class ExportDialog(ModalScreen[None]):
                 yield RadioButton("adapter only (PEFT; small; needs the base model)", id="export-adapter")
             yield Label("Output folder (must not exist yet)")
             yield Input(self.default_out(True), id="export-out")
-            yield Log(id="export-log", max_lines=500)
+            # wrapped: a long output path must be read whole, not cut at the right edge (24 rows: 4 lines)
+            yield RichLog(id="export-log", max_lines=500, wrap=True, markup=False)
             yield Static("", id="export-result")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="export-close")
@@ -625,6 +627,7 @@ class ExportDialog(ModalScreen[None]):
     def _close_pressed(self) -> None:
         self.action_close()
 
+    @on(Input.Submitted, "#export-out")
     @on(Button.Pressed, "#export-start")
     def _start_pressed(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -659,7 +662,7 @@ class ExportDialog(ModalScreen[None]):
             if is_noise(line) or "Writing model shards" in line or "Warning" in line or "warnings.warn" in line:
                 continue
             lines.append(line)
-            self.app.call_from_thread(self.query_one("#export-log", Log).write_line, line)
+            self.app.call_from_thread(self.query_one("#export-log", RichLog).write, line)
         rc = self.proc.wait()
         self.app.call_from_thread(self._export_done, rc, lines[-1] if lines else "")
 
