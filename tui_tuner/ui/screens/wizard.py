@@ -79,7 +79,7 @@ class WizardScreen(Screen):
         with ContentSwitcher(initial=self.current.step_id):
             yield from self.steps
         yield Static("", id="wizard-msg")
-        yield Footer()
+        yield Footer(compact=True)  # every step's keys fit 80 columns
 
     def on_mount(self) -> None:
         self._show()

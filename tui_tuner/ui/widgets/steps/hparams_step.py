@@ -106,6 +106,7 @@ class HparamsStep(WizardStep):
     HparamsStep #hp-preset-row { height: auto; margin-top: 1; }
     HparamsStep #hp-preset-label { width: 24; text-align: right; padding: 0 1 0 0; }
     HparamsStep #hp-preset { width: 1fr; }
+    HparamsStep #hp-preset SelectOverlay { background: $surface; }  /* opaque over the labels below */
     HparamsStep #hp-preset-help { color: $text-muted; padding-left: 24; }
     HparamsStep #hp-summary { dock: top; height: auto; border: round $secondary; padding: 0 1; }
     """
