@@ -277,3 +277,29 @@ async def test_a_burst_of_tokens_reaches_the_screen_in_few_updates(trained_demo_
         [widget] = screen.query(ChatMessage).filter(".assistant")
         assert widget.body.source == reply.text and widget.tokens == 400
         assert 2 <= screen.text_updates <= elapsed / 0.05 + 4
+
+
+async def test_checkpoints_one_key_away_no_stray_entry_and_palette_commands(trained_demo_run):
+    from textual.command import CommandPalette
+
+    app = _app(trained_demo_run, client_factory=fake_client_factory("normal"))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        screen = await _ready(pilot)
+        select = screen.query_one("#chat-checkpoint", Select)
+        await wait_until(pilot, lambda: len(select._options) > 0 and select.value != Select.NULL,
+                         what="the checkpoints")
+        assert "loading…" not in [str(p) for p, _ in select._options]
+        assert [v for _, v in select._options] == ["final", "checkpoint-2"]  # the scripted process's list, newest first
+        await pilot.press("f2")  # hide the panel: f3 still gets there
+        await pilot.press("f3")
+        await pilot.pause()
+        assert not screen.has_class("no-settings") and select.expanded
+        assert select in pilot.app.focused.ancestors_with_self  # the open list has the focus
+        await pilot.press("escape")
+        titles = [c.title for c in pilot.app.get_system_commands(screen)]
+        assert any(t.startswith("Chat: switch checkpoint") for t in titles)
+        assert any(t.startswith("Chat: compare with the base model") for t in titles)
+        assert "Keys" not in titles and "Help: keys" in titles  # one help entry, not two
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert screen.compare and any("gibberish by design" in n.message for n in pilot.app._notifications)

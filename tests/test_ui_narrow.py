@@ -104,3 +104,27 @@ async def test_chat_footer_shows_every_key_at_80x24(trained_demo_run):
         footer = next(line for line in screen_lines(app)[::-1] if "^b" in line)
         for key in ("esc Stop/back", "^b Compare", "f2 Panel", "^s Save", "^o Export", "^q Quit", "f1 Help"):
             assert key in footer, (key, footer)
+
+
+async def test_export_dialog_fits_80x24_and_enter_in_the_folder_starts_it(trained_demo_run, tmp_path):
+    from chat_fixtures import fake_client_factory
+
+    from tui_tuner.ui.screens.chat import ExportDialog, make_chat_app
+
+    taken = tmp_path / "already-there"
+    taken.mkdir()
+    app = make_chat_app(str(trained_demo_run.path), client_factory=fake_client_factory("normal"))
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_until(pilot, lambda: app.screen.state == "ready", what="ready")
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), what="the export dialog")
+        dialog = app.screen
+        await pilot.pause()
+        start = dialog.query_one("#export-start")
+        assert start.region.bottom <= SMALL[1] and start.region.height >= 1  # the buttons are on screen
+        out = dialog.query_one("#export-out")
+        out.focus()
+        out.value = str(taken)
+        await pilot.press("enter")  # enter in the folder field starts the export
+        await wait_until(pilot, lambda: dialog.returncode is not None, timeout=120, what="the export to end")
+        assert dialog.returncode != 0 and str(taken) in str(dialog.query_one("#export-result").render())

@@ -474,3 +474,20 @@ async def test_dataset_step_pages_examples_shows_the_detected_mapping_and_clears
         assert plain(scr.query_one("#ds-examples")).strip() == ""
         gate.set()
         await wait_until(pilot, lambda: scr.state.data_result is not None, what="the new report")
+
+
+async def test_palette_command_typed_in_a_burst_never_crashes_the_app(fresh_home):
+    from textual.command import CommandList, CommandPalette
+
+    app = TunerApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_wizard(pilot)
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
+        burst(pilot, *"step 4")
+        await wait_until(pilot, lambda: app.screen.query_one(CommandList).option_count >= 1, what="results")
+        burst(pilot, "enter", "enter")  # the second enter used to close the palette twice: wizard popped, crash
+        await wait_until(pilot, lambda: not isinstance(app.screen, CommandPalette), what="the palette closed")
+        await pilot.pause(0.5)
+        assert app.is_running and app.return_code is None
+        assert wizard(app).index == 3  # the command ran; the wizard stayed

@@ -122,6 +122,12 @@ class TunerApp(App[None]):
             return
         self.push_screen(ChatScreen(target))
 
+    def action_command_palette(self) -> None:
+        from textual.command import CommandPalette
+
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            self.push_screen(_palette_once()(id="--command-palette"))
+
     def action_help(self) -> None:
         from tui_tuner.ui.screens.help import HelpScreen
 
@@ -132,7 +138,10 @@ class TunerApp(App[None]):
 
     # -- command palette ----------------------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for cmd in super().get_system_commands(screen):
+            if cmd.title == "Keys":  # Textual's key panel; ours ("Help: keys") lists this screen's keys
+                continue
+            yield cmd
         yield SystemCommand("New fine-tune", "Open the wizard: model → VRAM → dataset → hyperparameters → launch",
                             self.action_new_run)
         yield SystemCommand("Try the offline demo", "The demo model + its preset + the bundled FAQ, ready to "
@@ -143,3 +152,32 @@ class TunerApp(App[None]):
         wizard_cmds = getattr(screen, "palette_commands", None)
         if callable(wizard_cmds):
             yield from wizard_cmds()
+
+
+def _palette_once():
+    """Textual's command palette, closed once: with two enters in one burst (a fast typist, a paste)
+    Textual 8.2 handles the second after the first has closed the palette, dismisses again and so
+    pops the screen under it (and runs the command twice). Keys that arrive after the choice are
+    dropped here."""
+    from textual.command import CommandPalette
+    from textual.widgets import Button, Input
+
+    class CommandPaletteOnce(CommandPalette):
+        _chosen = False
+
+        def dismiss(self, result=None):
+            if self._chosen:  # the second enter: neither close again nor run the command again
+                import dataclasses
+
+                if self._selected_command is not None:
+                    self._selected_command = dataclasses.replace(self._selected_command, command=lambda: None)
+                return None
+            self._chosen = True
+            return super().dismiss(result)
+
+        async def _on_message(self, message) -> None:
+            if self._chosen and isinstance(message, (Input.Submitted, Button.Pressed)):
+                return
+            await super()._on_message(message)
+
+    return CommandPaletteOnce

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, Log, ProgressBar, RadioButton, RadioSet, Static
+from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButton, RadioSet, RichLog, Select, Static
 from textual.worker import get_current_worker
 
 from tui_tuner.errors import UserError
@@ -76,6 +76,7 @@ class ChatScreen(Screen):
         Binding("ctrl+o", "export", "Export", id="chat-export"),
         Binding("ctrl+l", "clear", "Clear", id="chat-clear", show=False),
         Binding("ctrl+r", "restart", "Restart model", id="chat-restart", show=False),
+        Binding("f3", "pick_checkpoint", "Switch checkpoint", id="chat-checkpoint-key", show=False),
     ]
 
     # -- messages from the reader thread -----------------------------------------------------------
@@ -457,8 +458,37 @@ class ChatScreen(Screen):
         self.compare = event.on
         if self.state == "ready":
             self._status_ready()
+        if self.compare and self.target is not None and self.target.model_ref == "demo":
+            self.notify("compare on. The demo's base model has random weights: its side is gibberish by design — "
+                        "the fine-tuned side is what training taught it", timeout=8)
+            return
         self.notify("compare on: each prompt is answered by the base model and the fine-tuned one"
                     if self.compare else "compare off", timeout=3)
+
+    def action_pick_checkpoint(self) -> None:
+        """Straight to the adapter/checkpoint switcher (shown if the panel was hidden), list open."""
+        if self.has_class("no-settings"):
+            self.remove_class("no-settings")
+        select = self.query_one("#chat-checkpoint", Select)
+        if select.disabled:
+            self.notify("no checkpoints to switch: this chat is a model alone", severity="warning")
+            return
+        select.focus()
+        select.action_show_overlay()
+
+    def palette_commands(self):
+        from textual.app import SystemCommand
+
+        yield SystemCommand("Chat: switch checkpoint (f3)", "choose the adapter or an earlier checkpoint",
+                            self.action_pick_checkpoint)
+        yield SystemCommand("Chat: compare with the base model on/off (ctrl+b)",
+                            "answer each prompt with the base model and the fine-tuned one, side by side",
+                            self.action_toggle_compare)
+        yield SystemCommand("Chat: save the transcript (ctrl+s)", "JSONL + Markdown under chats/", self.action_save)
+        yield SystemCommand("Chat: export the model (ctrl+o)", "adapter or merged 16-bit model", self.action_export)
+        yield SystemCommand("Chat: clear the conversation (ctrl+l)", "start over", self.action_clear)
+        yield SystemCommand("Chat: restart the model process (ctrl+r)", "after a crash or to free memory",
+                            self.action_restart)
 
     def action_toggle_settings(self) -> None:
         self.toggle_class("no-settings")
@@ -537,10 +567,11 @@ class ExportDialog(ModalScreen[None]):
 
     DEFAULT_CSS = """
     ExportDialog { align: center middle; }
-    ExportDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 90%;
+    ExportDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 100%;
                              border: round $primary; background: $surface; padding: 0 1; }
     ExportDialog .dialog-title { text-style: bold; }
-    ExportDialog #export-log { height: 8; border: solid $secondary; }
+    ExportDialog #export-log { height: 6; border: solid $secondary; }
+    ExportDialog Button:focus { text-style: bold reverse; }
     ExportDialog #export-result { height: auto; }
     ExportDialog #export-result.error { color: $error; }
     ExportDialog #export-result.ok { color: $success; }
@@ -580,7 +611,8 @@ class ExportDialog(ModalScreen[None]):
                 yield RadioButton("adapter only (PEFT; small; needs the base model)", id="export-adapter")
             yield Label("Output folder (must not exist yet)")
             yield Input(self.default_out(True), id="export-out")
-            yield Log(id="export-log", max_lines=500)
+            # wrapped: a long output path must be read whole, not cut at the right edge (24 rows: 4 lines)
+            yield RichLog(id="export-log", max_lines=500, wrap=True, markup=False)
             yield Static("", id="export-result")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="export-close")
@@ -598,6 +630,7 @@ class ExportDialog(ModalScreen[None]):
     def _close_pressed(self) -> None:
         self.action_close()
 
+    @on(Input.Submitted, "#export-out")
     @on(Button.Pressed, "#export-start")
     def _start_pressed(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -633,7 +666,7 @@ class ExportDialog(ModalScreen[None]):
             if is_noise(line) or "Writing model shards" in line or "Warning" in line or "warnings.warn" in line:
                 continue
             lines.append(line)
-            self.app.call_from_thread(self.query_one("#export-log", Log).write_line, line)
+            self.app.call_from_thread(self.query_one("#export-log", RichLog).write, line)
         rc = self.proc.wait()
         checks = [ln for ln in lines if ln.startswith("check")]  # the export's agreement line
         self.app.call_from_thread(self._export_done, rc, lines[-1] if lines else "", checks[-1] if checks else "")

@@ -22,6 +22,18 @@ EVERYWHERE = [
 ]
 
 
+def _declared_here(cls: type, binding) -> bool:
+    """Whether a tui_tuner class itself (not a Textual base class) declares this binding."""
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("tui_tuner"):
+            continue
+        for b in klass.__dict__.get("BINDINGS", ()):
+            action = b.action if hasattr(b, "action") else b[1]
+            if action == binding.action:
+                return True
+    return False
+
+
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -45,8 +57,10 @@ class HelpScreen(ModalScreen[None]):
         app = screen.app
         for key, active in screen.active_bindings.items():
             b = active.binding
-            if not type(active.node).__module__.startswith("tui_tuner"):
-                continue  # Textual's own widget keys (arrows, home/end…) are in "Everywhere" or obvious
+            if not _declared_here(type(active.node), b):
+                # Textual's own widget keys (arrows, home/end, and the scroll keys a step inherits
+                # from VerticalScroll) are in "Everywhere" or obvious
+                continue
             if not b.description or b.action in ("help", "quit", "app.quit", "command_palette", "app.focus_next",
                                                  "app.focus_previous", "screen.copy_text"):
                 continue

@@ -81,11 +81,11 @@ class HomeScreen(Screen):
     HomeScreen #home-status { height: auto; padding: 0 1; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("n", "app.new_run", "New fine-tune", id="home-new"),
+        Binding("n", "app.new_run", "New run", id="home-new"),
         Binding("d", "app.try_demo", "Demo", id="home-demo"),
         Binding("r", "app.runs", "Runs", id="home-runs"),
         Binding("c", "chat", "Chat", id="home-chat"),
-        Binding("m", "monitor", "Monitor run", id="home-monitor"),
+        Binding("m", "monitor", "Monitor", id="home-monitor"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -79,7 +79,7 @@ class WizardScreen(Screen):
         with ContentSwitcher(initial=self.current.step_id):
             yield from self.steps
         yield Static("", id="wizard-msg")
-        yield Footer()
+        yield Footer(compact=True)  # every step's keys fit 80 columns
 
     def on_mount(self) -> None:
         self._show()
@@ -134,6 +134,10 @@ class WizardScreen(Screen):
 
     def go(self, index: int) -> None:
         self.index = max(0, min(index, len(self.steps) - 1))
+        if not self.is_attached:
+            # a palette command that outlived this screen: two enters in a burst make Textual's
+            # command palette dismiss twice (8.2), which pops the wizard before the command runs
+            return
         self._show()
 
     def action_next(self) -> None:

@@ -80,6 +80,13 @@ class ChatSettings(VerticalScroll):
             select.disabled = True
             self.query_one("#chat-compare", Switch).disabled = True
             return
+        # The blank "loading…" entry served until the list was known: it must not stay in the list.
+        # (Select reads _allow_blank when options are set; textual/widgets/_select.py, 8.2.)
+        if not names:
+            select.set_options([])
+            select.prompt = "no checkpoints yet"
+            return
+        select._allow_blank = False
         select.set_options([(checkpoint_label(n), n) for n in reversed(names)])  # newest first
         if current in names:
             select.value = current

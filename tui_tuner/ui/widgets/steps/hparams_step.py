@@ -3,6 +3,7 @@ help each, validated as you type; the VRAM estimate and time per epoch follow ev
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,23 @@ def list_presets(directory: Path | None = None) -> list[tuple[str, Path, str]]:
     d = directory or paths.presets_dir()
     out = []
     for p in sorted(d.glob("*.yaml")):
-        desc = ""
+        # the first sentence of the leading comment (it may run over several comment lines)
+        words: list[str] = []
         try:
             for line in p.read_text(encoding="utf-8").splitlines():
-                if line.startswith("#"):
-                    desc = line.lstrip("# ").strip()
+                if not line.startswith("#"):
                     break
-                if line.strip():
-                    break
+                text = line.lstrip("# ").strip()
+                if not text:
+                    if words:
+                        break
+                    continue
+                words.append(text)
         except OSError:
             continue
+        desc = " ".join(words)
+        m = re.search(r"\.(\s|$)", desc)
+        desc = desc[: m.start()] if m else desc
         out.append((p.stem, p, desc))
     return out
 
@@ -98,6 +106,7 @@ class HparamsStep(WizardStep):
     HparamsStep #hp-preset-row { height: auto; margin-top: 1; }
     HparamsStep #hp-preset-label { width: 24; text-align: right; padding: 0 1 0 0; }
     HparamsStep #hp-preset { width: 1fr; }
+    HparamsStep #hp-preset SelectOverlay { background: $surface; }  /* opaque over the labels below */
     HparamsStep #hp-preset-help { color: $text-muted; padding-left: 24; }
     HparamsStep #hp-summary { dock: top; height: auto; border: round $secondary; padding: 0 1; }
     """
