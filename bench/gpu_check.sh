@@ -111,7 +111,7 @@ step "fp16 path" 150 $PY bench/gpu_check_steps.py fp16 --dir "$MODELS_DIR"
 step "out of memory" 120 $PY bench/gpu_check_steps.py oom --dir "$MODELS_DIR"
 step "chat during training" 240 $PY bench/gpu_check_steps.py chat --dir "$MODELS_DIR"
 step "export --merge stays off the GPU" 180 $PY bench/gpu_check_steps.py export --dir "$MODELS_DIR"
-step "demo on the GPU" 240 $PY bench/gpu_check_steps.py demo
+step "demo on the GPU" 240 $PY bench/gpu_check_steps.py demo --timeout 210 ${TINY[@]+"${TINY[@]}"}
 
 # 5. loss memory (chunked / liger loss), when that bench exists -------------------------------------------
 if [ -f bench/loss_memory.py ]; then
