@@ -178,7 +178,7 @@ def _from_gguf(ref: str, *, convert: bool, in_child: bool) -> ModelSource:
                             hint="run `python -m tui_tuner.models.gguf_source FILE.gguf` to see the whole error")
         folder = gguf_source.find_converted(ref)
     if folder is None:
-        raise UserError(f"{info.path.name} is not dequantized yet (once, about a minute per GB)",
+        raise UserError(f"{info.path.name} is not dequantized yet (done once; a minute or more)",
                         hint="it happens when training starts, or now with "
                              f"`tui-tuner estimate --model {ref}`")
     return _from_dir(ref, "gguf", folder, size_on_disk=info.size)
