@@ -15,7 +15,7 @@ model cards) at 2 x 2,048: standard, chunked and liger (when liger-kernel is ins
 torch.cuda.max_memory_reserved from the worker's `memory` events; then padding-free vs padded
 tokens/s on variable-length rows (flash_attention_2 when installed, else sdpa).
 
-    python bench/loss_memory.py [--steps 5] [--repeats 1] [--demo] [--cuda] [--json OUT]
+    python bench/loss_memory.py [--steps 5] [--repeats 1] [--demo | --only-demo] [--cuda] [--json OUT]
 """
 
 from __future__ import annotations
@@ -142,24 +142,26 @@ def cpu_bench(args, work: Path) -> dict:
     data = work / "long.jsonl"
     make_rows(data, 2 * (args.steps + 1) + 4, (1500, 1800))  # every row is longer than 1,024 tokens
     runs: dict[str, list[dict]] = {"standard": [], "auto": []}
-    for rep in range(args.repeats):
+    out: dict = {}
+    for rep in range(0 if args.only_demo else args.repeats):
         for impl in ("standard", "auto"):
             r = train_once(work / f"home-{impl}-{rep}", model, data, loss_impl=impl, batch=2, max_length=1024,
                            steps=args.steps, name=f"{impl}-{rep}")
             runs[impl].append(r)
             print(f"  {impl}: {r['loss_impl']} peak RSS {gib(r['peak_rss'])}, {r['tokens_per_second']:,.0f} tok/s, "
                   f"losses {r['losses']}", flush=True)
-    out = {"real_vocab": compare("Qwen2.5 vocabulary (151,936), hidden 64, batch 2 x 1,024, CPU fp32",
-                                 runs, "peak_rss")}
-    print(f"  auto chose: {out['real_vocab']['auto']['reason']}")
-    if args.demo:
+    if not args.only_demo:
+        out["real_vocab"] = compare("Qwen2.5 vocabulary (151,936), hidden 64, batch 2 x 1,024, CPU fp32",
+                                    runs, "peak_rss")
+        print(f"  auto chose: {out['real_vocab']['auto']['reason']}")
+    if args.demo or args.only_demo:
         data2 = work / "var.jsonl"
         make_rows(data2, 200, (5, 120), seed=1)
         d: dict[str, list[dict]] = {k: [] for k in ("standard", "auto", "chunked", "padding_free")}
         for rep in range(args.repeats):
             for key in d:
                 impl = "standard" if key == "padding_free" else key
-                packing = "padding_free" if key == "padding_free" else "padded"
+                packing = {"padding_free": "padding_free", "auto": "auto"}.get(key, "padded")
                 d[key].append(train_once(work / f"demo-{key}-{rep}", "demo", data2, loss_impl=impl, packing=packing,
                                          batch=8, max_length=256, steps=args.demo_steps,
                                          gradient_checkpointing=False, name=f"demo-{key}-{rep}"))
@@ -213,6 +215,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--demo", action="store_true", help="also: the demo model, standard vs auto vs chunked, packing")
     p.add_argument("--demo-steps", type=int, default=30)
+    p.add_argument("--only-demo", action="store_true", help="only the demo part")
     p.add_argument("--cuda", action="store_true", help="the GPU mode (the default when CUDA is present)")
     p.add_argument("--models", nargs="+", default=["Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct"])
     p.add_argument("--work", type=Path, default=None, help="keep models and runs here (default: a temp dir)")

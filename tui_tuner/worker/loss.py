@@ -5,8 +5,10 @@
   logits — 12 bytes per logit at the peak of backward, the largest term of a small-model run).
 - liger: Liger-Kernel's fused linear cross-entropy (+ its RMSNorm/SwiGLU/RoPE kernels for the
   architecture), applied by the HF Trainer's own `use_liger_kernel`. Triton kernels: CUDA only.
-- chunked: the loss from the final hidden states in chunks of positions, each chunk's lm_head
-  matmul recomputed in backward, so one chunk of logits exists at a time. Runs on CPU and any GPU.
+- chunked: the loss from the final hidden states in chunks of positions, so one chunk of logits
+  exists at a time. With the frozen lm_head of QLoRA each chunk's gradient for the hidden states
+  is computed as the chunk is processed (no recomputation: the standard loss's matmul count); a
+  trainable head instead recomputes each chunk's matmul in backward. Runs on CPU and any GPU.
   Hand-written because no maintained library does this off CUDA: Liger's fused linear CE is
   Triton-only, cut-cross-entropy's non-Triton backend (torch_compile) materialises the full
   logits, transformers has no chunked loss, and torchtune's chunked CE wants a model that emits
