@@ -147,9 +147,9 @@ def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list
     if spec.name == "text":
         return [], "plain-text dataset: no conversations"
     idx = [int(i) for i in (prepared.val_index if prepared.val_index is not None else [])]
-    what = f"{min(len(idx), limit)} validation conversations"
+    what = "validation conversations"
     if not idx:
-        idx, what = list(range(len(raw))), "no validation split: the first training conversations"
+        idx, what = list(range(len(raw))), "training conversations (the run has no validation split)"
     out = []
     for i in idx:
         if len(out) >= limit:
@@ -158,11 +158,12 @@ def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list
             msgs = to_messages(spec, raw[i])
             if any(m["role"] == "assistant" for m in msgs):
                 out.append(msgs)
-    return out, what
+    return out, f"{len(out)} {what}"
 
 
 def common_system_prompt(conversations: list[list[dict]]) -> str | None:
-    """The run's default system prompt: the system message every one of its conversations opens with."""
+    """The run's default system prompt: the system message that every conversation read for the check
+    (validation, else the first training ones) opens with."""
     firsts = {conv[0]["content"] if conv and conv[0]["role"] == "system" else None for conv in conversations}
     return firsts.pop() if len(firsts) == 1 else None
 
