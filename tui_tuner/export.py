@@ -393,9 +393,14 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
             if exe:
                 progress(7, total, f"quantizing to {quant} with {exe}")
                 q_path = staging / f"{name}-{quant}.gguf"
-                ge.quantize(exe, gguf_path, q_path, quant, lambda msg: progress(7, total, msg))
-                gguf_path.unlink()
-                final_name = q_path.name
+                try:
+                    ge.quantize(exe, gguf_path, q_path, quant, lambda msg: progress(7, total, msg))
+                    gguf_path.unlink()
+                    final_name = q_path.name
+                except UserError as e:  # keep the f16 file; the command to retry is printed at the end
+                    q_path.unlink(missing_ok=True)
+                    pending = quant
+                    progress(7, total, f"{e}: kept {final_name}")
             else:
                 pending = quant
                 progress(7, total, f"llama-quantize is not on PATH (nor given with --llama-cpp): wrote {final_name}")
