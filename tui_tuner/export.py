@@ -451,9 +451,9 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
     print("check: " + " | ".join(parts), flush=True)
     if pending:
         q = out / f"{name}-{pending}.gguf"
-        print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}   "
-              f"(or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})",
-              flush=True)
+        alt = f"   (or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})" \
+            if ollama else ""
+        print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}{alt}", flush=True)
     if ollama:
         cmd = f"ollama create {name} -f {out / 'Modelfile'}"
         if shutil.which("ollama"):
