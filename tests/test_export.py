@@ -67,6 +67,20 @@ def test_merged_export_answers_like_chat_and_defaults_to_the_run_dtype(trained_d
         got, _ = _greedy(merged, tok, prompt, max_new_tokens=48)
         assert got == want, prompt
     assert merged.dtype == torch.float32
+    # The default merge really is into the NF4 weights: the original-base export differs from it by
+    # about NF4's rounding (bf16 storage alone would be ~1e-4).
+    original = AutoModelForCausalLM.from_pretrained(orig, dtype=torch.float32)
+    w_deq = merged.model.layers[0].self_attn.q_proj.weight
+    w_orig = original.model.layers[0].self_attn.q_proj.weight
+    assert 1e-3 < float((w_deq - w_orig).abs().max()) < 0.2
+
+
+def test_agreement_names_the_first_divergence():
+    from tui_tuner.export import agreement
+
+    assert agreement(["a", "b"], ["a", "b"]) == (2, "")
+    same, where = agreement(["tui-tunertui-tuner.", "x"], ["tui-tuner thetui-tuner.", "x"])
+    assert same == 1 and where.startswith("prompt 1 diverges at char 9: chat 'tui-tuner.' vs export ' thetui-tuner.'")
 
 
 def test_adapter_only_export_and_refusing_to_overwrite(trained_demo_run, tmp_path, capsys):

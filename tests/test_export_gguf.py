@@ -66,6 +66,21 @@ def test_k_quant_without_llama_quantize_writes_f16_and_the_command(trained_demo_
     meta = json.loads((out / "tui-tuner-export.json").read_text())
     assert meta["quant"] == "f16" and meta["pending_quant"] == "q4_k_m"
 
+    # A llama-quantize that fails (llama.cpp is not installable here, so a stand-in that exits 1 the
+    # way it does on a bad input): the f16 file is kept and the command is printed.
+    llama = tmp_path / "llama.cpp"
+    llama.mkdir()
+    exe = llama / "llama-quantize"
+    exe.write_text("#!/bin/sh\necho 'llama_model_quantize: failed to quantize: bad file' >&2\nexit 1\n")
+    exe.chmod(0o755)
+    capsys.readouterr()
+    assert main(["export", str(trained_demo_run.path), "--gguf", "--quant", "q4_k_m", "--llama-cpp", str(llama),
+                 "--no-ollama", "--out", str(tmp_path / "q4b")]) == 0
+    printed = capsys.readouterr().out
+    assert "llama-quantize failed (exit 1): llama_model_quantize: failed to quantize: bad file" in printed
+    assert {p.name for p in (tmp_path / "q4b").iterdir()} == {f"{name}-f16.gguf", "tui-tuner-export.json"}
+    assert "to finish q4_k_m: llama-quantize" in printed
+
     capsys.readouterr()
     assert main(["export", str(trained_demo_run.path), "--gguf", "--quant", "q4_k_m", "--llama-cpp", str(bare),
                  "--out", str(tmp_path / "x")]) == 2

@@ -105,18 +105,9 @@ def test_untranslatable_template_is_one_line():
 @pytest.mark.skipif(not ot.go_available(), reason="go is not installed (CI installs golang)")
 def test_subset_renderer_equals_go_text_template():
     """The Python renderer used where Go is absent agrees with Go itself on every family and case."""
-    templates, cases = [], []
-    for name in sorted(FAMILIES):
-        go = ot.to_go(ot.translate(_family(name)[0]))
-        for conv in CONVERSATIONS:
-            templates.append(go)
-            cases.append(conv)
-    # One Go process per distinct template would be slow: group the cases by template.
-    by_template: dict[str, list] = {}
-    for t, c in zip(templates, cases):
-        by_template.setdefault(t, []).append(c)
-    for t, cs in by_template.items():
-        assert ot.render_with_go(t, cs) == [ot.render_go(t, c) for c in cs]
+    jobs = [(ot.to_go(ot.translate(_family(name)[0])), CONVERSATIONS) for name in sorted(FAMILIES)]
+    for (template, convs), rendered in zip(jobs, ot.render_many_with_go(jobs)):
+        assert rendered == [ot.render_go(template, c) for c in convs]
 
 
 def test_modelfile_system_prompt_is_the_one_every_conversation_opens_with():

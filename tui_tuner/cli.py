@@ -107,8 +107,8 @@ def _add_chat(sub) -> None:
     p.add_argument("--llama-cpp", metavar="DIR", help="llama.cpp folder holding llama-quantize")
     p.add_argument("--ollama", action=argparse.BooleanOptionalAction, default=True,
                    help="write an Ollama Modelfile next to the GGUF (default on)")
-    p.add_argument("--system", help="SYSTEM prompt for the Modelfile (default: the system message every "
-                                    "conversation of the run opens with, if there is one)")
+    p.add_argument("--system", help="SYSTEM prompt for the Modelfile (default: the system message all of the "
+                                    "run's validation conversations open with, if there is one)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
     p.set_defaults(func=_cmd("tui_tuner.export:cmd_export"))

@@ -147,9 +147,9 @@ def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list
     if spec.name == "text":
         return [], "plain-text dataset: no conversations"
     idx = [int(i) for i in (prepared.val_index if prepared.val_index is not None else [])]
-    what = f"{min(len(idx), limit)} validation conversations"
+    what = "validation conversations"
     if not idx:
-        idx, what = list(range(len(raw))), "no validation split: the first training conversations"
+        idx, what = list(range(len(raw))), "training conversations (the run has no validation split)"
     out = []
     for i in idx:
         if len(out) >= limit:
@@ -158,11 +158,12 @@ def run_conversations(cfg, tok, limit: int = N_CONVERSATIONS) -> tuple[list[list
             msgs = to_messages(spec, raw[i])
             if any(m["role"] == "assistant" for m in msgs):
                 out.append(msgs)
-    return out, what
+    return out, f"{len(out)} {what}"
 
 
 def common_system_prompt(conversations: list[list[dict]]) -> str | None:
-    """The run's default system prompt: the system message every one of its conversations opens with."""
+    """The run's default system prompt: the system message that every conversation read for the check
+    (validation, else the first training ones) opens with."""
     firsts = {conv[0]["content"] if conv and conv[0]["role"] == "system" else None for conv in conversations}
     return firsts.pop() if len(firsts) == 1 else None
 
@@ -408,9 +409,14 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
             if exe:
                 progress(7, total, f"quantizing to {quant} with {exe}")
                 q_path = staging / f"{name}-{quant}.gguf"
-                ge.quantize(exe, gguf_path, q_path, quant, lambda msg: progress(7, total, msg))
-                gguf_path.unlink()
-                final_name = q_path.name
+                try:
+                    ge.quantize(exe, gguf_path, q_path, quant, lambda msg: progress(7, total, msg))
+                    gguf_path.unlink()
+                    final_name = q_path.name
+                except UserError as e:  # keep the f16 file; the command to retry is printed at the end
+                    q_path.unlink(missing_ok=True)
+                    pending = quant
+                    progress(7, total, f"{e}: kept {final_name}")
             else:
                 pending = quant
                 progress(7, total, f"llama-quantize is not on PATH (nor given with --llama-cpp): wrote {final_name}")
@@ -461,9 +467,9 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
     print("check: " + " | ".join(parts), flush=True)
     if pending:
         q = out / f"{name}-{pending}.gguf"
-        print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}   "
-              f"(or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})",
-              flush=True)
+        alt = f"   (or: ollama create {name} --quantize {pending[:2] + pending[2:].upper()} -f {out / 'Modelfile'})" \
+            if ollama else ""
+        print(f"to finish {pending}: llama-quantize {gguf_path} {q} {pending.upper()}{alt}", flush=True)
     if ollama:
         cmd = f"ollama create {name} -f {out / 'Modelfile'}"
         if shutil.which("ollama"):

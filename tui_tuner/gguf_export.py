@@ -127,8 +127,7 @@ def quantize(exe: str, src: Path, dst: Path, quant: str, say: Say) -> Path:
         if "[" in line and "/" in line and "]" in line:
             say(line.strip()[:160])
     if proc.wait() != 0:
-        raise UserError(f"llama-quantize failed (exit {proc.returncode}): {' | '.join(tail)[-300:]}",
-                        hint="the f16 file is kept; run llama-quantize by hand")
+        raise UserError(f"llama-quantize failed (exit {proc.returncode}): {' | '.join(tail)[-300:]}")
     return dst
 
 

@@ -364,27 +364,33 @@ type Message struct {
 
 func main() {
 	var in struct {
-		Template string
-		Cases    [][]Message
+		Jobs []struct {
+			Template string
+			Cases    [][]Message
+		}
 	}
 	if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil {
 		panic(err)
 	}
-	t := template.Must(template.New("m").Parse(in.Template))
-	var outs []string
-	for _, msgs := range in.Cases {
-		var sys []string
-		for _, m := range msgs {
-			if m.Role == "system" {
-				sys = append(sys, m.Content)
+	outs := [][]string{}
+	for _, job := range in.Jobs {
+		t := template.Must(template.New("m").Parse(job.Template))
+		rendered := []string{}
+		for _, msgs := range job.Cases {
+			var sys []string
+			for _, m := range msgs {
+				if m.Role == "system" {
+					sys = append(sys, m.Content)
+				}
 			}
+			var b strings.Builder
+			data := map[string]any{"Messages": msgs, "System": strings.Join(sys, "\n\n"), "Prompt": "", "Response": ""}
+			if err := t.Execute(&b, data); err != nil {
+				panic(err)
+			}
+			rendered = append(rendered, b.String())
 		}
-		var b strings.Builder
-		data := map[string]any{"Messages": msgs, "System": strings.Join(sys, "\n\n"), "Prompt": "", "Response": ""}
-		if err := t.Execute(&b, data); err != nil {
-			panic(err)
-		}
-		outs = append(outs, b.String())
+		outs = append(outs, rendered)
 	}
 	json.NewEncoder(os.Stdout).Encode(outs)
 }
@@ -397,12 +403,19 @@ def go_available() -> bool:
 
 def render_with_go(template: str, cases: list[list[dict]], timeout: float = 180.0) -> list[str]:
     """Render every conversation in `cases` through Go's real text/template (needs `go` on PATH)."""
+    return render_many_with_go([(template, cases)], timeout)[0]
+
+
+def render_many_with_go(jobs: list[tuple[str, list[list[dict]]]], timeout: float = 180.0) -> list[list[str]]:
+    """Several (template, conversations) jobs in one `go run` (compiling is the slow part)."""
+    import os
+
     with tempfile.TemporaryDirectory(prefix="tt-gotmpl-") as d:
         (Path(d) / "main.go").write_text(_GO_MAIN)
-        payload = json.dumps({"Template": template, "Cases": [
-            [{"Role": m["role"], "Content": m["content"]} for m in msgs] for msgs in cases]})
-        env = {**__import__("os").environ, "GOCACHE": str(Path(tempfile.gettempdir()) / "tt-gocache"),
-               "GO111MODULE": "off", "GOFLAGS": ""}
+        payload = json.dumps({"Jobs": [{"Template": t, "Cases": [
+            [{"Role": m["role"], "Content": m["content"]} for m in msgs] for msgs in cases]} for t, cases in jobs]})
+        env = {**os.environ, "GOCACHE": str(Path(tempfile.gettempdir()) / "tt-gocache"), "GO111MODULE": "off",
+               "GOFLAGS": ""}
         res = subprocess.run(["go", "run", "main.go"], cwd=d, input=payload, capture_output=True, text=True,
                              timeout=timeout, env=env)
         if res.returncode != 0:
