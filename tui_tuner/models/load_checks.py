@@ -6,9 +6,8 @@ config — no memory, a second even for large models — and checks there:
 - every name in `lora.target_modules` matches a module PEFT can adapt (PEFT's own matching rule,
   `check_target_module_exists`; a name that matches nothing is dropped by PEFT when another one
   matches, so a typo would silently train less);
-- the attention implementation exists for this architecture (transformers' own init-time check)
-  and for this machine (flash_attention_2 needs a CUDA GPU, the flash-attn package and a 16-bit
-  compute dtype).
+- the attention implementation exists for this architecture (transformers' own init-time check);
+  where this machine cannot run flash_attention_2 the note says the worker will use sdpa instead.
 
 Imports torch/transformers/peft: call from the CLI or the worker, never from the UI.
 """
@@ -43,24 +42,24 @@ def _transformers_config(model_config: dict[str, Any] | None, model_path: str | 
     return AutoConfig.for_model(model_type, **cfg)
 
 
-def attention_problems(requested: str, model_cls=None, *, cuda: bool, compute_dtype: str) -> list[str]:
-    problems = []
-    if requested == "flash_attention_2":
-        from transformers.utils import is_flash_attn_2_available
+def attention_problems(requested: str, model_cls=None) -> list[str]:
+    """What the architecture itself refuses. What this machine cannot run (no GPU, no flash-attn,
+    capability < 8.0, fp32) is not a problem: the worker falls back to sdpa and says why
+    (tui_tuner.worker.devices.usable_attention, the one home of that rule; the dry run shows its note)."""
+    if requested == "flash_attention_2" and model_cls is not None and not getattr(model_cls, "_supports_flash_attn", True):
+        return [f"model.attn_implementation: {model_cls.__name__} has no flash_attention_2 in transformers (use sdpa)"]
+    return []
 
-        if not cuda:
-            problems.append("model.attn_implementation: flash_attention_2 needs an NVIDIA GPU and none is "
-                            "available here (use sdpa)")
-        elif compute_dtype == "fp32":
-            problems.append("model.attn_implementation: flash_attention_2 runs only in fp16/bf16 "
-                            "(set quantization.compute_dtype to auto or bf16, or use sdpa)")
-        if cuda and not is_flash_attn_2_available():
-            problems.append("model.attn_implementation: flash_attention_2 needs the flash-attn package, which is "
-                            "not installed (pip install flash-attn --no-build-isolation, or use sdpa)")
-        if model_cls is not None and not getattr(model_cls, "_supports_flash_attn", True):
-            problems.append(f"model.attn_implementation: {model_cls.__name__} has no flash_attention_2 in "
-                            "transformers (use sdpa)")
-    return problems
+
+def attention_note(requested: str, compute_dtype: str, cuda: bool) -> str | None:
+    """The worker's fallback note for this machine, or None when the request runs as asked."""
+    if requested != "flash_attention_2":
+        return None
+    import torch
+
+    from tui_tuner.worker.devices import compute_dtype as resolve_dtype, usable_attention
+
+    return usable_attention(requested, torch, cuda, resolve_dtype(compute_dtype, torch, cuda))[1]
 
 
 def target_module_problems(model, target_modules, model_label: str) -> list[str]:
@@ -109,8 +108,10 @@ def load_time_problems(cfg, *, model_config: dict[str, Any] | None = None, model
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     model_cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(tconfig), None)
-    problems = attention_problems(cfg.model.attn_implementation, model_cls, cuda=cuda,
-                                  compute_dtype=cfg.quantization.compute_dtype)
+    problems = attention_problems(cfg.model.attn_implementation, model_cls)
+    note = attention_note(cfg.model.attn_implementation, cfg.quantization.compute_dtype, cuda)
+    if note:
+        notes.append(note)
     if cfg.model.attn_implementation == "sdpa" and model_cls is not None and not getattr(model_cls, "_supports_sdpa", True):
         notes.append(f"{tconfig.model_type} has no SDPA attention in transformers: it will load with eager attention")
     if isinstance(cfg.lora.target_modules, list):
