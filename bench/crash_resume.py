@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 MAX_STEPS, SAVE_STEPS, KEEP = 6, 2, 1
 
 # (name, faults of the first launch and of the following resumes). "kill:r" = SIGKILL from outside
-# at a random moment (0-4 s) after the first checkpoint is complete.
+# at a random moment (0-1 s) after the first checkpoint is complete.
 SCENARIOS = [
     ("state_empty@4", ["state_empty@4"]),
     ("state_half@4", ["state_half@4"]),
@@ -124,7 +124,7 @@ def one_attempt(run, fault: str | None, log: Path, rng: random.Random, first: bo
         # a random moment once there is a checkpoint to resume from (before it, a killed run starts again)
         while run.last_checkpoint() is None and run.read_status().state in ("pending", "running"):
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 4.0))
+        time.sleep(rng.uniform(0.0, 1.0))
         if pid_alive(pid, ctime):
             os.kill(pid, signal.SIGKILL)
     while pid_alive(pid, ctime):
