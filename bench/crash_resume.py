@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 MAX_STEPS, SAVE_STEPS, KEEP = 6, 2, 1
 
-# (name, fault of the first launch, faults of the following resumes). "kill:<s>" = SIGKILL from
-# outside <s> seconds after the first step is on disk.
+# (name, faults of the first launch and of the following resumes). "kill:r" = SIGKILL from outside
+# at a random moment (0-1 s) after the first checkpoint is complete.
 SCENARIOS = [
     ("state_empty@4", ["state_empty@4"]),
     ("state_half@4", ["state_half@4"]),
@@ -121,9 +121,10 @@ def one_attempt(run, fault: str | None, log: Path, rng: random.Random, first: bo
     st = run.read_status_raw()
     pid, ctime = st.pid, st.pid_create_time
     if outside:
-        while run.read_status().step < 1 and run.read_status().state in ("pending", "running"):
+        # a random moment once there is a checkpoint to resume from (before it, a killed run starts again)
+        while run.last_checkpoint() is None and run.read_status().state in ("pending", "running"):
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 6.0))
+        time.sleep(rng.uniform(0.0, 1.0))
         if pid_alive(pid, ctime):
             os.kill(pid, signal.SIGKILL)
     while pid_alive(pid, ctime):
