@@ -111,8 +111,7 @@ async def test_export_dialog_fits_80x24_and_enter_in_the_folder_starts_it(traine
 
     from tui_tuner.ui.screens.chat import ExportDialog, make_chat_app
 
-    taken = tmp_path / "already-there"
-    taken.mkdir()
+    target = tmp_path / "exported"
     app = make_chat_app(str(trained_demo_run.path), client_factory=fake_client_factory("normal"))
     async with app.run_test(size=SMALL) as pilot:
         await wait_until(pilot, lambda: app.screen.state == "ready", what="ready")
@@ -124,7 +123,8 @@ async def test_export_dialog_fits_80x24_and_enter_in_the_folder_starts_it(traine
         assert start.region.bottom <= SMALL[1] and start.region.height >= 1  # the buttons are on screen
         out = dialog.query_one("#export-out")
         out.focus()
-        out.value = str(taken)
+        out.value = str(target)
         await pilot.press("enter")  # enter in the folder field starts the export
         await wait_until(pilot, lambda: dialog.returncode is not None, timeout=120, what="the export to end")
-        assert dialog.returncode != 0 and str(taken) in str(dialog.query_one("#export-result").render())
+        assert dialog.returncode == 0 and "exported to" in str(dialog.query_one("#export-result").render())
+        assert (target / "config.json").is_file()  # the merged model is there
