@@ -35,7 +35,7 @@ def test_chunked_padding_free_run_matches_standard_then_stops_and_resumes(fresh_
     cfg = demo_test_config(max_steps=6, loss_impl="chunked", packing="padding_free", **common)
     cfg.data.val_ratio = 0.15
     run = launcher.launch_run(cfg, detach=True, name="chunked")
-    wait_for(lambda: run.read_status().step >= 3 and run.last_checkpoint(), what="step 3 with a checkpoint")
+    wait_for(lambda: run.read_status().step >= 3 and run.last_checkpoint(), timeout=1200, what="step 3 with a checkpoint")
     st = launcher.stop_run(run, timeout=90)
     assert st.state == "stopped", (st.error, run.log_path.read_text()[-3000:])
     launcher.resume_run(run, detach=False, echo=lambda line: None)
