@@ -110,3 +110,31 @@ def test_export_bad_run_is_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no run 'no-such-run'") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_export_is_readable_by_others_and_carries_a_real_model_card(trained_demo_run, tmp_path):
+    """As found: the export was created owner-only (700/600, the staging folder and the run's private
+    files) and the adapter's README.md was PEFT's empty template. An export goes where the user asked:
+    modes from the user's own umask (also when the app, which keeps its own files private, starts it),
+    and a card naming the base, the data, the steps and the loss."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TUI_TUNER_USER_UMASK"}
+    cases = [("cli", env, 0o022), ("from the app", {**env, "TUI_TUNER_USER_UMASK": "22"}, 0o077)]
+    for label, run_env, process_umask in cases:
+        out = tmp_path / label.replace(" ", "-")
+        r = subprocess.run([sys.executable, "-m", "tui_tuner", "export", str(trained_demo_run.path), "--adapter-only",
+                            "--out", str(out)], env=run_env, capture_output=True, text=True, timeout=300,
+                           preexec_fn=lambda m=process_umask: os.umask(m))
+        assert r.returncode == 0, r.stderr
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755, label
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()}
+        assert set(modes.values()) == {0o644}, (label, modes)
+        card = (out / "README.md").read_text(encoding="utf-8")
+        assert "base model | demo" in card and "dataset | sample" in card, card
+        assert "train loss" in card and "validation loss" in card, card
+        assert "Model Card for Model ID" not in card  # PEFT's template

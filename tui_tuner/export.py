@@ -69,10 +69,55 @@ def _staging(out: Path) -> Path:
 
 
 def _finish(staging: Path, out: Path) -> Path:
+    _user_modes(staging)
     if out.exists():
         out.rmdir()  # empty (checked before): replaced by the complete export
     os.replace(staging, out)
     return out
+
+
+def _user_modes(folder: Path) -> None:
+    """An export goes where the user asked, for other programs (Ollama's server, llama.cpp, a
+    colleague) to read: folders and files get the modes the user's own umask gives, not the private
+    0700/0600 of the staging folder (mkdtemp) and of the run's files it copies."""
+    from tui_tuner.paths import user_umask
+
+    mask = user_umask()
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~mask)
+
+
+def model_card(target, kind: str) -> str:
+    """README.md for an export: base model, data, training length and loss (PEFT writes an empty template)."""
+    from tui_tuner.config import load_config
+    from tui_tuner.rundir import RunDir
+
+    lines = [f"# {target.label}", "", f"Fine-tuned with QLoRA by tui-tuner ({kind} export).", ""]
+    run = RunDir(Path(target.run_path)) if target.run_path else None
+    try:
+        cfg = load_config(run.config_path) if run else None
+    except Exception:  # noqa: BLE001 - a card with less in it beats no export
+        cfg = None
+    rows = [("base model", target.model_ref), ("checkpoint", target.checkpoint)]
+    if cfg is not None:
+        rows += [("dataset", f"{cfg.data.path} (format {cfg.data.format}, max_length {cfg.data.max_length})"),
+                 ("LoRA", f"r {cfg.lora.r}, alpha {cfg.lora.alpha}, dropout {cfg.lora.dropout}, "
+                          f"target_modules {cfg.lora.target_modules}"),
+                 ("quantization", f"4-bit {cfg.quantization.quant_type}" if cfg.quantization.load_in_4bit else "none"),
+                 ("training", f"learning rate {cfg.train.learning_rate}, batch {cfg.train.batch_size} × grad_accum "
+                              f"{cfg.train.grad_accum}, {cfg.train.lr_scheduler} schedule")]
+    if run is not None:
+        train = [e for e in run.iter_events() if e.get("type") == "train" and e.get("loss") is not None]
+        evals = [e for e in run.iter_events() if e.get("type") == "eval" and e.get("eval_loss") is not None]
+        if train:
+            rows.append(("steps", f"{train[-1].get('step')} (train loss {train[0]['loss']:.4g} at step "
+                                  f"{train[0].get('step')} → {train[-1]['loss']:.4g})"))
+        if evals:
+            rows.append(("validation loss", f"{evals[-1]['eval_loss']:.4g} at step {evals[-1].get('step')}"))
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def _provenance(target, kind: str, **extra) -> dict:
@@ -87,8 +132,9 @@ def export_adapter(target, out: str | os.PathLike, progress: Progress = _print_p
     staging = _staging(out)
     try:
         for f in sorted(src.iterdir()):
-            if f.is_file() and f.name not in TRAINING_ONLY:
+            if f.is_file() and f.name not in TRAINING_ONLY and f.name != "README.md":  # PEFT's empty template
                 shutil.copy2(f, staging / f.name)
+        (staging / "README.md").write_text(model_card(target, "adapter"), encoding="utf-8")
         (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(target, "adapter"), indent=1))
         progress(2, 2, f"saved to {out}")
         done = _finish(staging, out)
@@ -325,6 +371,7 @@ def export_merged(target, out: str | os.PathLike, *, dtype: str | None = None, b
         progress(5, total, f"saving merged model (safetensors, {m.dtype}) and tokenizer")
         m.model.save_pretrained(str(staging))
         m.tok.save_pretrained(str(staging))
+        (staging / "README.md").write_text(model_card(target, f"merged {m.dtype}"), encoding="utf-8")
         (staging / "tui-tuner-export.json").write_text(
             json.dumps(_provenance(target, "merged", dtype=m.dtype, base=m.base, base_path=m.model_path), indent=1))
         _finish(staging, out)
@@ -392,7 +439,6 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
     quant = quant or {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[m.dtype]
     name = _safe_name(target.label)
     staging = _staging(out)
-    lines: list[str] = []
     try:
         hf_dir = staging / ".merged"
         progress(5, total, f"saving the merged model ({m.dtype}) for the converter")
@@ -436,6 +482,8 @@ def export_gguf(target, out: str | os.PathLike, *, quant: str | None = None, dty
                 system = common_system_prompt(m.conversations)
             text = ot.modelfile(final_name, go_template, stops, params=params, system=system or None)
             (staging / "Modelfile").write_text(text, encoding="utf-8")
+        (staging / "README.md").write_text(model_card(target, f"GGUF {quant if not pending else 'f16'}"),
+                                           encoding="utf-8")
         (staging / "tui-tuner-export.json").write_text(json.dumps(_provenance(
             target, "gguf", dtype=m.dtype, base=m.base, quant=quant if not pending else "f16",
             pending_quant=pending, file=final_name,

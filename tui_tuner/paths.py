@@ -30,7 +30,25 @@ def make_private() -> None:
     copy of their dataset in Arrow files that `datasets` creates with the process umask, so the
     umask is the one switch that covers every writer, ours and the libraries'.
     """
-    os.umask(os.umask(0o077) | 0o077)
+    user = os.umask(0o077)
+    os.environ.setdefault(USER_UMASK_ENV, f"{user:o}")  # kept for what goes where the user asked (exports)
+    os.umask(user | 0o077)
+
+
+USER_UMASK_ENV = "TUI_TUNER_USER_UMASK"
+
+
+def user_umask() -> int:
+    """The umask the user started tui-tuner with (before make_private), inherited by child processes."""
+    raw = os.environ.get(USER_UMASK_ENV)
+    if raw:
+        try:
+            return int(raw, 8) & 0o777
+        except ValueError:
+            pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def home() -> Path:
