@@ -491,3 +491,19 @@ async def test_palette_command_typed_in_a_burst_never_crashes_the_app(fresh_home
         await pilot.pause(0.5)
         assert app.is_running and app.return_code is None
         assert wizard(app).index == 3  # the command ran; the wizard stayed
+
+
+async def test_a_detected_gpu_is_judged_by_its_free_memory(fresh_home):
+    """The fit verdict counts what the GPU has free now (23 of 24 GiB on the fixed RTX 4090: a desktop
+    or another program holds the rest), as the launch check does; it used to count the card's total."""
+    from ui_fixtures import fixed_state, make_fixed_services
+
+    app = TunerApp(make_fixed_services(gpu=True), start="wizard", wizard_state=fixed_state())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: type(pilot.app.screen).__name__ == "WizardScreen"
+                         and pilot.app.screen.state.gpu_checked, what="GPU detection")
+        scr = wizard(app)
+        assert scr.state.vram_gib == 23.0
+        scr.go(1)
+        await wait_until(pilot, lambda: "on 23.0 GiB free:" in screen_text(app), what="the fit on free memory")
+        assert "24.0 GiB total, 23.0 GiB free" in screen_text(app)

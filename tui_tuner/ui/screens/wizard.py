@@ -94,7 +94,9 @@ class WizardScreen(Screen):
     def _gpu_detected(self, gpu) -> None:
         self.state.gpu, self.state.gpu_checked = gpu, True
         if gpu is not None and self.state.vram_gib is None:
-            self.state.vram_gib = round(gpu.total_gib, 1)
+            # What is free now, not the card's total: another program (a desktop, a chat, another
+            # run) may hold some of it, and the launch checks free memory too.
+            self.state.vram_gib = round(gpu.free_gib, 1)
         self.config_changed(["gpu"])
 
     # -- navigation -----------------------------------------------------------------------------

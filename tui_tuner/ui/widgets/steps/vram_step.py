@@ -181,11 +181,12 @@ class VramStep(WizardStep):
         t.append(f"          {est.total_gib:.2f} GiB peak ({est.phase} pass)  ")
         verdict = fit_verdict(est, vram)
         t.append_text(badge(verdict))
+        free = " free" if self.state.gpu is not None else ""  # a detected GPU: its free memory
         if vram and est.headroom_gib is not None and est.headroom_gib >= 0:
-            t.append(f"  on {vram:.1f} GiB: {est.headroom_gib:.2f} GiB to spare beyond the "
+            t.append(f"  on {vram:.1f} GiB{free}: {est.headroom_gib:.2f} GiB to spare beyond the "
                      f"{est.margin_gib:.2f} GiB safety margin")
         elif vram and est.headroom_gib is not None:
-            t.append(f"  on {vram:.1f} GiB: {-est.headroom_gib:.2f} GiB too much, counting the "
+            t.append(f"  on {vram:.1f} GiB{free}: {-est.headroom_gib:.2f} GiB too much, counting the "
                      f"{est.margin_gib:.2f} GiB safety margin")
         else:
             t.append("  give a GPU size above to check the fit")
