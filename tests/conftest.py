@@ -7,6 +7,7 @@ The whole test session uses one throwaway TUI_TUNER_HOME so the demo model is bu
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # tests start (the launcher keeps "" as "no GPU"). GPU facts are simulated at the boundary
 # (tests/gpu_fakes.py); bench/gpu_check.sh exercises the real GPU.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# The machine-wide GPU claims (tui_tuner.gpu_claims) of this test session stay in its own folder.
+os.environ["TUI_TUNER_GPU_CLAIMS"] = tempfile.mkdtemp(prefix="tt-gpu-claims-")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -366,3 +366,31 @@ def test_panel_shows_the_estimate_split_like_the_measured_peaks():
                    process_used=6 * GIB)
     text = render_gpu(view, width=60)
     assert "6.0 + 0.5 CUDA context" in text and "process 6.0 GiB incl. CUDA context" in text
+
+
+def test_a_gpu_held_by_another_home_or_user_is_refused_and_auto_picks_another(monkeypatch, fresh_home, tmp_path):
+    """As found: "one run per GPU" was one run per home directory; a second TUI_TUNER_HOME (or another
+    user) launched onto the GPU a run was already training on. A launch now leaves a machine-wide claim."""
+    import subprocess
+    import sys
+
+    from tui_tuner import gpu_claims
+    from tui_tuner.config import RunConfig
+    from tui_tuner.errors import RunError
+    from tui_tuner.launcher import _claim_gpu
+
+    use_nvml(monkeypatch, [Dev(uuid="GPU-aaa", free_gib=23.0, **RTX_3090), Dev(uuid="GPU-bbb", free_gib=22.0, **RTX_3090)])
+    other_home_run = tmp_path / "other-home" / "runs" / "20261202-demo"
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the other run's worker
+    try:
+        gpu_claims.claim("GPU-aaa", other_home_run, worker.pid)
+        assert gpu_claims.busy_keys() == {"GPU-aaa"}
+        with pytest.raises(RunError) as e:
+            _claim_gpu(RunConfig(gpu=0))
+        assert str(other_home_run) in e.value.message and "GPU 0" in e.value.message and "gpu:" in e.value.hint
+        assert _claim_gpu(RunConfig())[1] == "GPU-bbb"  # auto: the GPU nobody holds
+    finally:
+        worker.kill()
+        worker.wait()
+    assert gpu_claims.holder("GPU-aaa") is None  # its worker is gone: a stale claim holds nothing
+    assert _claim_gpu(RunConfig(gpu=0))[1] == "GPU-aaa"

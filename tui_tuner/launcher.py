@@ -57,9 +57,17 @@ def _claim_gpu(cfg: RunConfig):
     Returns (GpuInfo or None for the CPU, lock key, whether the CPU was asked for)."""
     from tui_tuner import gpu as gpus
 
-    busy = {st.gpu for _, st in active_runs() if st.gpu}
+    from tui_tuner import gpu_claims
+
+    busy = {st.gpu for _, st in active_runs() if st.gpu} | gpu_claims.busy_keys()
     chosen = gpus.select_gpu(cfg.gpu, busy=busy)
     key = gpus.gpu_key(chosen)
+    other = gpu_claims.holder(key) if key != gpus.CPU else None
+    if other and Path(other.get("run", "")).parent != paths.runs_dir():  # a run of another home or user
+        raise RunError(
+            f"GPU {chosen.index} ({chosen.name}, {key}) is already training run {other.get('run')} of user "
+            f"{other.get('user')} (pid {other.get('pid')}); one training run per GPU at a time",
+            hint="wait for it, or give this run another GPU with `gpu:`")
     holder = active_run(key)
     if holder:
         run, st = holder
@@ -176,15 +184,23 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
             shutil.rmtree(run.path, ignore_errors=True)
             raise
         proc = _spawn_worker(run, resume=False, claim=claim, trust_remote_code=trust)
-        _record_pid(run, proc)
+        _record_pid(run, proc, claim[1])
     if not detach:
         follow(run, echo or print)
     return run
 
 
-def _record_pid(run: RunDir, proc: subprocess.Popen) -> None:
-    """Note the worker's pid at once, so a worker that dies during start-up reads as dead."""
+def _record_pid(run: RunDir, proc: subprocess.Popen, gpu_key: str | None = None) -> None:
+    """Note the worker's pid at once, so a worker that dies during start-up reads as dead; and
+    claim its GPU for the whole machine (other homes and users see it)."""
     import psutil
+
+    from tui_tuner import gpu as gpus
+
+    if gpu_key and gpu_key != gpus.CPU:
+        from tui_tuner import gpu_claims
+
+        gpu_claims.claim(gpu_key, run.path, proc.pid)
 
     try:
         ctime = psutil.Process(proc.pid).create_time()
@@ -262,7 +278,7 @@ def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] 
         run.write_status(st)
         run.stop_path.unlink(missing_ok=True)
         proc = _spawn_worker(run, resume=True, claim=claim, trust_remote_code=trust)
-        _record_pid(run, proc)
+        _record_pid(run, proc, claim[1])
     if not detach:
         follow(run, echo or print)
     return run
