@@ -29,6 +29,8 @@ def test_a_multi_megabyte_row_is_dropped_as_too_long_without_being_tokenized(tok
         return real_encode(self, texts)
 
     monkeypatch.setattr(prepare.RowProcessor, "_encode", spy)
+    monkeypatch.setenv("TUI_TUNER_HOME", str(tmp_path / "home"))  # no prepared cache from another test
+    monkeypatch.setenv("TUI_TUNER_DATA_PROCS", "1")  # the spy counts in this process
     huge = "x" * 4_000_000  # one unbroken run: BPE's slowest case
     rows = [conv("q", huge)] + [conv(f"question {i}?", f"answer {i}.") for i in range(10)] + [conv("q", "word " * 600)]
     path = write_jsonl(tmp_path / "huge.jsonl", rows)
@@ -53,13 +55,16 @@ SANDBOXED = ("{% set probe = ''.__class__.__mro__ %}"
 
 
 def test_a_template_the_sandbox_blocks_is_reported_with_the_reason(tmp_path):
+    """A template the sandbox blocks cannot render any exchange: the whole dataset is refused in one
+    line that names the sandbox's reason (it used to be "unmaskable", with no reason, row by row)."""
+    from tui_tuner.errors import UserError
+
     tok = make_tokenizer("qwen2.5", template=SANDBOXED)
     path = write_jsonl(tmp_path / "d.jsonl", [conv(f"q{i}", f"a{i}") for i in range(4)])
-    out = prepare_dataset(DataConfig(path=str(path), val_ratio=0), tok, seed=0)
-    assert out.report.dropped["unmaskable"] == 4
-    (note,) = [n for n in out.report.notes if "unmaskable" in n]
-    assert note.startswith("4 rows unmaskable (dropped), e.g. row 1: the chat template does something the sandbox "
-                           "blocks: access to attribute '__class__' of 'str' object is unsafe"), note
+    with pytest.raises(UserError) as e:
+        prepare_dataset(DataConfig(path=str(path), val_ratio=0), tok, seed=0)
+    assert "access to attribute '__class__' of 'str' object is unsafe" in e.value.message, e.value.message
+    assert "chat template" in e.value.message and e.value.hint
 
 
 def test_a_template_that_raises_on_some_rows_names_its_message(tmp_path):
@@ -69,5 +74,5 @@ def test_a_template_that_raises_on_some_rows_names_its_message(tmp_path):
     tok = make_tokenizer("qwen2.5", template=tpl)
     path = write_jsonl(tmp_path / "d.jsonl", [conv("q0", "a0"), conv("q1", "a1"), conv("bad", "a2")])
     out = prepare_dataset(DataConfig(path=str(path), val_ratio=0), tok, seed=0)
-    (note,) = [n for n in out.report.notes if "unmaskable" in n]
-    assert note == "1 row unmaskable (dropped), e.g. row 3: the chat template failed to render: roles must alternate"
+    assert out.report.dropped["template_error"] == 1 and out.report.train_rows == 2
+    assert out.report.drop_reasons == {"template_error: roles must alternate": 1}

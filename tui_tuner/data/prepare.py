@@ -111,6 +111,21 @@ class RowProcessor:
             self._masker = ChatMasker(self.tokenizer, self.template)
         return self._masker
 
+    def _keep_row(self, i: int, ids: list, labs: list, status, flags, input_ids, labels, trained) -> None:
+        """Row i's tokens and labels: cut to max_length (or dropped as too long), dropped when no
+        token is trained, else stored."""
+        if len(ids) > self.max_length:
+            if not self.truncate:
+                status[i] = _CODE["too_long"]
+                return
+            ids, labs = ids[: self.max_length], labs[: self.max_length]
+            flags[i] |= FLAG_TRUNCATED
+        k = len(labs) - labs.count(IGNORE)
+        if k == 0:
+            status[i] = _CODE["no_trained_tokens"]
+            return
+        input_ids[i], labels[i], trained[i] = ids, labs, k
+
     def _encode(self, texts: list[str]) -> list:
         """tokenizers.Encoding per text, without special tokens (templates add their own).
 
@@ -220,17 +235,7 @@ class RowProcessor:
             for j, i in enumerate(where):
                 ids = encs[j].ids
                 labs = masker.label(ids, encs[j], spans_of[j], len(texts[j]))
-                if len(ids) > self.max_length:
-                    if not self.truncate:
-                        status[i] = _CODE["too_long"]
-                        continue
-                    ids, labs = ids[: self.max_length], labs[: self.max_length]
-                    flags[i] |= FLAG_TRUNCATED
-                k = len(labs) - labs.count(IGNORE)
-                if k == 0:
-                    status[i] = _CODE["no_trained_tokens"]
-                    continue
-                input_ids[i], labels[i], trained[i] = ids, labs, k
+                self._keep_row(i, ids, labs, status, flags, input_ids, labels, trained)
         return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
                 "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags, "_why": why}
 
@@ -268,17 +273,7 @@ class RowProcessor:
                 k += 1
                 ids += e
                 labs += e if lab else [IGNORE] * len(e)
-            if len(ids) > self.max_length:
-                if not self.truncate:
-                    status[i] = _CODE["too_long"]
-                    continue
-                ids, labs = ids[: self.max_length], labs[: self.max_length]
-                flags[i] |= FLAG_TRUNCATED
-            t = len(labs) - labs.count(IGNORE)
-            if t == 0:
-                status[i] = _CODE["no_trained_tokens"]
-                continue
-            input_ids[i], labels[i], trained[i] = ids, labs, t
+            self._keep_row(i, ids, labs, status, flags, input_ids, labels, trained)
         return {"input_ids": input_ids, "labels": labels, "length": [len(x) for x in input_ids],
                 "_status": status, "_hash": hashes, "_trained": trained, "_flags": flags, "_why": [""] * n}
 
