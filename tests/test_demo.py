@@ -172,7 +172,7 @@ def test_concurrent_builds_from_the_cli_build_once(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
-    built = [o for o in outs if "building the demo model" in o]
+    built = [o for o in outs if "building the demo model into" in o]
     assert len(built) == 1, outs  # the other two waited on the lock and found it ready
     assert "%" in built[0] and "Traceback" not in "".join(outs)
     for o in outs:

@@ -24,7 +24,7 @@ def test_gguf_f32_export_answers_exactly_like_chat(trained_demo_run, tmp_path, c
     assert main(["export", str(trained_demo_run.path), "--gguf", "--quant", "f32", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     name = trained_demo_run.run_id
-    assert {p.name for p in out.iterdir()} == {"Modelfile", f"{name}-f32.gguf", "tui-tuner-export.json"}
+    assert {p.name for p in out.iterdir()} == {"Modelfile", f"{name}-f32.gguf", "README.md", "tui-tuner-export.json"}
     for step in ("[5/9] saving the merged model", "[6/9] converting to GGUF f32", "[9/9] saved"):
         assert step in printed
     check = _check_line(printed)
@@ -78,7 +78,7 @@ def test_k_quant_without_llama_quantize_writes_f16_and_the_command(trained_demo_
                  "--no-ollama", "--out", str(tmp_path / "q4b")]) == 0
     printed = capsys.readouterr().out
     assert "llama-quantize failed (exit 1): llama_model_quantize: failed to quantize: bad file" in printed
-    assert {p.name for p in (tmp_path / "q4b").iterdir()} == {f"{name}-f16.gguf", "tui-tuner-export.json"}
+    assert {p.name for p in (tmp_path / "q4b").iterdir()} == {f"{name}-f16.gguf", "README.md", "tui-tuner-export.json"}
     assert "to finish q4_k_m: llama-quantize" in printed
 
     capsys.readouterr()

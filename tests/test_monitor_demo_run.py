@@ -56,7 +56,7 @@ async def test_monitor_follows_a_real_demo_run_through_kill_and_resume(fresh_hom
             assert seen == sorted(seen) and len(seen) >= 2 and seen[0] < 5, seen
             assert "ETA" in text_of(scr, "#progress") and "/10" in text_of(scr, "#progress")
             assert NO_GPU in text_of(scr, "#gpu")  # this box has no NVIDIA GPU; the rest works
-            assert "kernels" not in "\n".join(scr.query_one("#log").lines)
+            assert "kernels-community" not in "\n".join(scr.query_one("#log").lines)
 
             st = run.read_status()
             os.kill(st.pid, signal.SIGKILL)

@@ -82,7 +82,7 @@ async def test_replay_of_a_recorded_gpu_run_shows_everything():
         warnings = text_of(scr, "#warnings-text")
         assert "overfitting @100" in warnings and "checkpoint-60" in warnings and "(computed)" not in warnings
         log = "\n".join(scr.query_one("#log").lines)
-        assert "step 120/120" in log and "kernels" not in log
+        assert "step 120/120" in log and "kernels-community" not in log
         loss = scr.query_one("#loss-chart", MetricChart)
         assert [ln.label for ln in loss.lines] == ["train", "smoothed", "eval"]
         train = loss.lines[0]
