@@ -575,6 +575,20 @@ def _diagnostics(cfg: RunConfig):
         return None
 
 
+def _quiet_known_noise() -> None:
+    """Messages the libraries print on every healthy run, which say nothing the user can act on and
+    used to fill train.log's tail and the monitor's log panel: bitsandbytes' note that an optional
+    CPU kernel package is missing (4-bit works without it), transformers' deprecation of a name it
+    calls itself, and bitsandbytes' notice that paged optimizers fall back to normal ones on the CPU
+    (paging only matters on a GPU). Everything else still reaches train.log."""
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Paged optimizers are not supported on CPU", category=UserWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -589,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_known_noise()
     try:  # one GPU per run, decided before torch starts CUDA (see devices.pin_one_gpu)
         from tui_tuner.worker.devices import pin_one_gpu
 
