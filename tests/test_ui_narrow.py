@@ -128,3 +128,19 @@ async def test_export_dialog_fits_80x24_and_enter_in_the_folder_starts_it(traine
         await wait_until(pilot, lambda: dialog.returncode is not None, timeout=120, what="the export to end")
         assert dialog.returncode == 0 and "exported to" in str(dialog.query_one("#export-result").render())
         assert (target / "config.json").is_file()  # the merged model is there
+
+
+async def test_model_step_shows_the_fit_at_80x24(fresh_home):
+    """As found on the 80x24 walk: the model's VRAM line sat below the fold of its details panel,
+    which the keyboard cannot scroll. The fit now comes first."""
+    from ui_fixtures import fixed_state, make_fixed_services
+
+    from tui_tuner.ui.app import TunerApp
+
+    app = TunerApp(make_fixed_services(gpu=True), start="wizard", wizard_state=fixed_state())
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "WizardScreen" and app.screen.state.gpu_checked,
+                         what="GPU detection")
+        await wait_until(pilot, lambda: any("VRAM" in ln and "FITS" in ln for ln in screen_lines(app)),
+                         what="the fit line on screen")
+        assert any("GiB free (NVIDIA" in ln for ln in screen_lines(app))  # the GPU's free memory, named

@@ -281,6 +281,19 @@ class ModelStep(WizardStep):
         g.add_column(style="bold", no_wrap=True)
         g.add_column()
         g.add_row("from", ORIGIN_TITLES.get(e.origin, e.origin) + (f" · {e.model_type}" if e.model_type else ""))
+        # The fit comes first: at 80x24 the panel shows only its top rows.
+        vram = self.state.vram_gib
+        if est is not None:
+            verdict = fit_verdict(est, vram)
+            where = (f"on {vram:.0f} GiB" + (f" free ({self.state.gpu.name})" if self.state.gpu else " (your size)")
+                     if vram else "— no GPU size yet (VRAM step)")
+            line = Text()
+            line.append_text(badge(verdict))
+            line.append(f" ≈ {est.total_gib:.1f} GiB peak at batch {self.state.get('train.batch_size')} × "
+                        f"{self.state.get('data.max_length')} tokens {where}")
+            g.add_row("VRAM", line)
+        elif est_error:
+            g.add_row("VRAM", Text(est_error, style="yellow"))
         if e.problem and e.origin == "demo":
             g.add_row("note", Text("not built yet: build it with the button below (a few seconds), or it is "
                                    "built when training starts", style="yellow"))
@@ -293,18 +306,6 @@ class ModelStep(WizardStep):
             g.add_row("context", f"{e.context_length:,}" if e.context_length else "?")
         g.add_row("kind", Text(e.kind, style="bold"))
         g.add_row("", Text(advice_for(e.kind), style="italic"))
-        vram = self.state.vram_gib
-        if est is not None:
-            verdict = fit_verdict(est, vram)
-            where = (f"on {vram:.0f} GiB" + (f" ({self.state.gpu.name})" if self.state.gpu else " (your size)")
-                     if vram else "— no GPU size yet (VRAM step)")
-            line = Text()
-            line.append_text(badge(verdict))
-            line.append(f" ≈ {est.total_gib:.1f} GiB peak at batch {self.state.get('train.batch_size')} × "
-                        f"{self.state.get('data.max_length')} tokens {where}")
-            g.add_row("VRAM", line)
-        elif est_error:
-            g.add_row("VRAM", Text(est_error, style="yellow"))
         return Group(Text(e.name, style="bold"), g)
 
     @work(thread=True, exclusive=True, group="model-estimate", exit_on_error=False)
