@@ -48,6 +48,24 @@ def fresh_home(tmp_path, monkeypatch, session_home) -> Path:
     return home
 
 
+def wait_for(pred, timeout=240.0, poll=0.1, what="condition"):
+    """Poll pred() until it returns something true (returned), else fail naming `what`."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def train_steps(run) -> list[int]:
+    """The steps of a run's `train` events, in order (a step logged twice shows up twice)."""
+    return [ev["step"] for ev in run.iter_events() if ev["type"] == "train"]
+
+
 def demo_test_config(**train_overrides):
     """presets/demo.yaml, shortened for tests (the real preset trains for about a minute)."""
     from tui_tuner import paths

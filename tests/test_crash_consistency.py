@@ -12,26 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import demo_test_config
+from conftest import demo_test_config, train_steps, wait_for
 from tui_tuner import launcher
 from tui_tuner.rundir import (CHECKPOINT_MARKER, RunDir, Status, checkpoint_problem, mark_checkpoint_complete,
                               pid_alive)
 
 FAULTS = Path(__file__).resolve().parents[1] / "bench" / "crash_faults"
 
-
-def wait_for(pred, timeout=240.0, poll=0.05, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def train_steps(run: RunDir) -> list[int]:
-    return [ev["step"] for ev in run.iter_events() if ev["type"] == "train"]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import demo_test_config
-from test_train import train_steps, wait_for
+from conftest import train_steps, wait_for
 from tui_tuner import launcher
 
 pytestmark = pytest.mark.slow

@@ -11,26 +11,13 @@ import time
 
 import pytest
 
-from conftest import demo_test_config
+from conftest import demo_test_config, train_steps, wait_for
 from tui_tuner import launcher
 from tui_tuner.errors import RunError
 from tui_tuner.rundir import RunDir, Status
 
 pytestmark = pytest.mark.slow
 
-
-def wait_for(pred, timeout=180.0, poll=0.2, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def train_steps(run: RunDir) -> list[int]:
-    return [ev["step"] for ev in run.iter_events() if ev["type"] == "train"]
 
 
 def test_trained_run_is_real_qlora_and_learns(trained_demo_run):
