@@ -36,3 +36,22 @@ def test_bad_data_exits_2_with_one_line_and_no_run_folder(fresh_home, tmp_path, 
     assert "Traceback" not in r.stdout + r.stderr
     runs = fresh_home / "runs"
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.slow
+def test_a_dataset_path_relative_to_where_train_was_typed_reaches_the_worker(fresh_home, tmp_path):
+    """As found: `data: {path: my.jsonl}` passed the CLI's own check (read from the current folder),
+    then the worker, which runs in the run folder, failed with "dataset file not found"."""
+    from pathlib import Path
+
+    import tui_tuner
+
+    faq = Path(tui_tuner.__file__).parent / "assets" / "sample_faq.jsonl"
+    (tmp_path / "my.jsonl").write_text(faq.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("model: {name_or_path: demo}\ndata: {path: my.jsonl, val_ratio: 0}\n"
+                                     "train: {max_steps: 2, save_steps: 2, batch_size: 4, grad_accum: 1}\n")
+    r = subprocess.run([sys.executable, "-m", "tui_tuner", "train", "c.yaml"], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0 and "state: completed" in r.stdout, r.stdout + r.stderr
+    (run,) = (fresh_home / "runs").iterdir()
+    assert f"path: {tmp_path / 'my.jsonl'}" in (run / "config.yaml").read_text()

@@ -171,9 +171,10 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
         key = claim[1]
         run = RunDir(paths.runs_dir() / new_run_id(cfg.model.name_or_path, name or cfg.name))
         run.path.mkdir(parents=True, mode=0o700)
-        ref = Path(cfg.model.name_or_path.strip()).expanduser()
-        if cfg.model.name_or_path.strip() != "demo" and ref.exists() and not ref.is_absolute():
-            cfg.model.name_or_path = str(ref.resolve())  # the worker runs in the run directory
+        # The worker runs in the run directory: local paths given relative to where the user typed
+        # the command (the model folder or .gguf, the dataset file) are made absolute in its config.
+        cfg.model.name_or_path = _absolute_if_local(cfg.model.name_or_path, keep=("demo",))
+        cfg.data.path = _absolute_if_local(cfg.data.path, keep=("sample",))
         try:
             atomic_write_text(run.config_path, cfg.to_yaml())  # 0600, like every file of the run
             run.write_status(Status(run_id=run.run_id, state="pending", model=cfg.model.name_or_path,
@@ -188,6 +189,16 @@ def launch_run(cfg: RunConfig, *, detach: bool = True, name: str | None = None,
     if not detach:
         follow(run, echo or print)
     return run
+
+
+def _absolute_if_local(ref: str, keep: tuple[str, ...]) -> str:
+    """`ref` as an absolute path when it names an existing local file or folder by a relative path;
+    hub ids, the built-in names in `keep` and absolute paths unchanged."""
+    text = ref.strip()
+    p = Path(text).expanduser()
+    if text in keep or p.is_absolute() or not p.exists():
+        return ref
+    return str(p.resolve())
 
 
 def _record_pid(run: RunDir, proc: subprocess.Popen, gpu_key: str | None = None) -> None:
