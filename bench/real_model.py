@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo_fit import _coerce  # --set KEY=VALUE parsing, shared with the demo bench (same folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The recipe: the sample FAQ, 3 epochs, LoRA on every linear layer of the 4-bit base.
@@ -46,15 +48,6 @@ RECIPE = {
 }
 QUESTIONS = ["What is tui-tuner?", "Does training stop if my SSH connection drops?",
              "How do I stop a run?", "What is NF4?"]
-
-
-def _coerce(v: str):
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "null": None}.get(v.lower(), v)
 
 
 def assemble_gguf(dest_dir: Path) -> Path:
