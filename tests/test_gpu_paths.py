@@ -14,7 +14,7 @@ import torch
 from gpu_fakes import GIB, RTX_3060, RTX_3090, T4, Dev, fake_torch, use_nvml
 from tui_tuner import gpu as gpus
 from tui_tuner.errors import OOM_LOAD_HINT, OOM_TRAIN_HINT, UserError, is_out_of_memory, oom_hint
-from tui_tuner.worker import devices
+from tui_tuner import devices
 
 
 # --- finding 13: tests never train on CUDA -----------------------------------------------------

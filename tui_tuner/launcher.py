@@ -84,9 +84,9 @@ def _worker_env(chosen=None, key: str | None = None, cpu: bool = False) -> dict[
     env = dict(os.environ)
     if key is not None:
         from tui_tuner import gpu as gpus
-        from tui_tuner.worker.devices import ASSIGNED_ENV
+        from tui_tuner.devices import ASSIGNED_ENV
 
-        # Exactly one GPU visible (or none): the Trainer never sees two (see worker.devices.pin_one_gpu).
+        # Exactly one GPU visible (or none): the Trainer never sees two (see devices.pin_one_gpu).
         env.update(gpus.cuda_env(chosen, cpu=cpu))
         env[ASSIGNED_ENV] = key
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -40,7 +40,7 @@ def chat_gpu_env(target: str) -> dict[str, str]:
     """CUDA_VISIBLE_DEVICES (one GPU, by UUID) for the chat process: the run's `gpu:` setting when
     the target is a run, else the GPU with the most free memory ("" : none, the CPU)."""
     from tui_tuner import gpu as gpus
-    from tui_tuner.worker.devices import ASSIGNED_ENV
+    from tui_tuner.devices import ASSIGNED_ENV
 
     setting = None
     try:

@@ -99,7 +99,7 @@ class TokenStreamer:
 
 def _compute_dtype(quant: QuantizationConfig, torch):
     # Same choice as the training worker, so the answers match what training saw.
-    from tui_tuner.worker.devices import compute_dtype
+    from tui_tuner.devices import compute_dtype
 
     return compute_dtype(quant.compute_dtype, torch, torch.cuda.is_available())
 

@@ -60,6 +60,6 @@ def training_run_on(gpu_key: str | None) -> tuple[str, int | None] | None:
 
 
 def assigned_gpu() -> str | None:
-    from tui_tuner.worker.devices import ASSIGNED_ENV
+    from tui_tuner.devices import ASSIGNED_ENV
 
     return os.environ.get(ASSIGNED_ENV)

@@ -45,7 +45,7 @@ def _transformers_config(model_config: dict[str, Any] | None, model_path: str | 
 def attention_problems(requested: str, model_cls=None) -> list[str]:
     """What the architecture itself refuses. What this machine cannot run (no GPU, no flash-attn,
     capability < 8.0, fp32) is not a problem: the worker falls back to sdpa and says why
-    (tui_tuner.worker.devices.usable_attention, the one home of that rule; the dry run shows its note)."""
+    (tui_tuner.devices.usable_attention, the one home of that rule; the dry run shows its note)."""
     if requested == "flash_attention_2" and model_cls is not None and not getattr(model_cls, "_supports_flash_attn", True):
         return [f"model.attn_implementation: {model_cls.__name__} has no flash_attention_2 in transformers (use sdpa)"]
     return []
@@ -57,7 +57,7 @@ def attention_note(requested: str, compute_dtype: str, cuda: bool) -> str | None
         return None
     import torch
 
-    from tui_tuner.worker.devices import compute_dtype as resolve_dtype, usable_attention
+    from tui_tuner.devices import compute_dtype as resolve_dtype, usable_attention
 
     return usable_attention(requested, torch, cuda, resolve_dtype(compute_dtype, torch, cuda))[1]
 

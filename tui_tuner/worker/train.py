@@ -57,7 +57,7 @@ def _trim_events_for_resume(run: RunDir, step: int) -> None:
 
 
 def _compute_dtype(cfg: RunConfig, torch):
-    from tui_tuner.worker.devices import compute_dtype
+    from tui_tuner.devices import compute_dtype
 
     return compute_dtype(cfg.quantization.compute_dtype, torch, torch.cuda.is_available())
 
@@ -272,7 +272,7 @@ class TrainingSession:
         from transformers.trainer_callback import PrinterCallback
 
         transformers.logging.set_verbosity_warning()
-        from tui_tuner.worker import devices
+        from tui_tuner import devices
 
         cuda = devices.check_cuda(torch)
         dtype = devices.compute_dtype(cfg.quantization.compute_dtype, torch, cuda)
@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_known_noise()
     try:  # one GPU per run, decided before torch starts CUDA (see devices.pin_one_gpu)
-        from tui_tuner.worker.devices import pin_one_gpu
+        from tui_tuner.devices import pin_one_gpu
 
         pin_one_gpu(load_config(run.config_path).gpu)
     except Exception:  # a bad config or GPU setting is reported by the session as a failed run
