@@ -38,13 +38,13 @@ def _coerce(v: str):
 
 def build_variant(arch: dict, dest: Path) -> Path:
     """A demo model with other dimensions (for tuning ARCH); same tokenizer and seed."""
-    from tui_tuner import demo
+    from tui_tuner.demo import model as demo_model
 
     arch = dict(arch)
-    demo.LM_HEAD_INIT_STD = float(arch.pop("lm_head_std", demo.LM_HEAD_INIT_STD))
-    demo.ARCH.update(arch)
+    demo_model.LM_HEAD_INIT_STD = float(arch.pop("lm_head_std", demo_model.LM_HEAD_INIT_STD))
+    demo_model.ARCH.update(arch)
     dest.mkdir(parents=True, exist_ok=True)
-    demo._build_into(dest, None)
+    demo_model._build_into(dest, None)
     return dest
 
 
@@ -54,11 +54,12 @@ def evaluate(run_dir: Path, max_new_tokens: int = 160) -> list[dict]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from tui_tuner import demo, hub
+    from tui_tuner import demo
+    from tui_tuner.models.refs import resolve_model_ref
     from tui_tuner.config import load_config
 
     cfg = load_config(run_dir / "config.yaml")
-    base_path = hub.resolve_model_ref(cfg.model.name_or_path)
+    base_path = resolve_model_ref(cfg.model.name_or_path)
     tok = AutoTokenizer.from_pretrained(run_dir / "adapter")
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
                            bnb_4bit_use_double_quant=cfg.quantization.double_quant,

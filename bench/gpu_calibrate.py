@@ -72,9 +72,9 @@ def _tiny(config: dict) -> dict:
 
 
 def _demo_tokenizer_dir() -> Path:
-    from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
 
-    return Path(hub.resolve_model_ref("demo", build_demo=True))
+    return Path(resolve_model_ref("demo", build_demo=True))
 
 
 def _write_data(path: Path, tok, lengths: list[int], rows: int = 64, seed: int = 0) -> None:

@@ -1,4 +1,4 @@
-"""The offline demo model and the sample dataset (tui_tuner/demo.py, tui_tuner/assets/)."""
+"""The offline demo model and the sample dataset (tui_tuner/demo/, tui_tuner/assets/)."""
 
 from __future__ import annotations
 

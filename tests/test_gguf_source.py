@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner import hub
+from tui_tuner.models import refs
 from tui_tuner.config import RunConfig
 from tui_tuner.errors import UserError
 from tui_tuner.models import gguf_source
@@ -21,7 +21,7 @@ from tui_tuner.models.sources import load_model_config
 def test_bad_gguf_paths_fail_in_one_line(tmp_path, fresh_home):
     missing = tmp_path / "nope.gguf"
     with pytest.raises(UserError, match="model path does not exist"):
-        hub.resolve_model_ref(str(missing), build_demo=False)
+        refs.resolve_model_ref(str(missing), build_demo=False)
     folder = tmp_path / "folder.gguf"
     folder.mkdir()
     with pytest.raises(UserError, match="is not a file"):
@@ -29,7 +29,7 @@ def test_bad_gguf_paths_fail_in_one_line(tmp_path, fresh_home):
     fake = tmp_path / "weights.gguf"
     fake.write_bytes(b"PK\x03\x04 a zip, not a model")
     with pytest.raises(UserError, match="is not a GGUF file"):
-        hub.resolve_model_ref(str(fake))  # also where the worker would start converting
+        refs.resolve_model_ref(str(fake))  # also where the worker would start converting
     truncated = tmp_path / "cut.gguf"
     truncated.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x05" * 9)
     with pytest.raises(UserError, match="cannot read its GGUF metadata") as e:
@@ -55,10 +55,10 @@ def test_an_unconverted_gguf_is_found_without_torch_and_planned(gemma_gguf, fres
     # The lookups the UI process and the launcher's preflight make: instant, and torch stays unimported.
     code = (
         "import sys, json\n"
-        "from tui_tuner import hub\n"
+        "from tui_tuner.models import refs\n"
         "from tui_tuner.models import gguf_source\n"
         f"p = {str(gemma_gguf)!r}\n"
-        "print(json.dumps([hub.resolve_model_ref(p, build_demo=False), gguf_source.find_converted(p),\n"
+        "print(json.dumps([refs.resolve_model_ref(p, build_demo=False), gguf_source.find_converted(p),\n"
         "                  'torch' in sys.modules, 'transformers' in sys.modules]))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, TUI_TUNER_HOME=str(fresh_home)))

@@ -58,14 +58,14 @@ def test_adapter_loads_back_and_changes_the_reply(trained_demo_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
     from tui_tuner.config import load_config
 
     run = trained_demo_run
     cfg = load_config(run.config_path)
     tok = AutoTokenizer.from_pretrained(run.adapter_dir)
     base = AutoModelForCausalLM.from_pretrained(
-        hub.resolve_model_ref(cfg.model.name_or_path), dtype=torch.float32,
+        resolve_model_ref(cfg.model.name_or_path), dtype=torch.float32,
         quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32))
     model = PeftModel.from_pretrained(base, run.adapter_dir)

@@ -34,7 +34,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--build-only", action="store_true", help="only build the demo model and print where it is")
     p.add_argument("--rebuild", action="store_true", help="rebuild the demo model even if it exists")
     p.add_argument("--detach", action="store_true", help="train in the background and return at once")
-    p.set_defaults(func=_cmd("tui_tuner.demo:cmd_demo"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.demo:cmd_demo"))
 
 
 def _add_runs(sub) -> None:

@@ -263,6 +263,7 @@ def merge(target, *, dtype: str | None = None, base: str = "dequantized", progre
     if base not in BASES:
         raise UserError(f"--base {base!r} is not one of {', '.join(BASES)}")
     from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
     from tui_tuner.config import load_config
 
     cfg = load_config(Path(target.run_path) / "config.yaml")
@@ -274,7 +275,7 @@ def merge(target, *, dtype: str | None = None, base: str = "dequantized", progre
     if dtype not in DTYPES:
         raise UserError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     progress(step0 + 1, total, f"resolving base model {cfg.model.name_or_path}")
-    model_path = hub.resolve_model_ref(cfg.model.name_or_path)
+    model_path = resolve_model_ref(cfg.model.name_or_path)
     hub.go_offline_if_unreachable()
 
     if "torch" not in sys.modules:

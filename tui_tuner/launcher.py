@@ -119,8 +119,9 @@ def _spawn_worker(run: RunDir, resume: bool, claim: tuple = (None, None, False),
 def preflight(cfg: RunConfig) -> None:
     """Cheap checks before a run directory exists: a bad model or data path fails here, in one line."""
     from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
 
-    hub.resolve_model_ref(cfg.model.name_or_path, build_demo=False)
+    resolve_model_ref(cfg.model.name_or_path, build_demo=False)
     data = cfg.data.path.strip()
     if data == "sample":
         return

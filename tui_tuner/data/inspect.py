@@ -29,10 +29,11 @@ class InspectReport:
 
 def load_tokenizer(model_ref: str, progress: Callable[[str, float | None], None] | None = None):
     from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
 
     if progress:
         progress(f"loading tokenizer of {model_ref}", None)
-    path = hub.resolve_model_ref(model_ref)
+    path = resolve_model_ref(model_ref)
     hub.go_offline_if_unreachable()
     from transformers import AutoTokenizer
 

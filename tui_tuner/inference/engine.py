@@ -183,6 +183,7 @@ class Engine:
         target = self.target
         self.progress(f"resolving model {target.model_ref}", 0.02)
         from tui_tuner import hub
+        from tui_tuner.models.refs import resolve_model_ref
 
         quant = QuantizationConfig()
         trust, revision, attn = False, None, "sdpa"
@@ -198,7 +199,7 @@ class Engine:
                                          revision, command="tui-tuner chat TARGET")
         else:
             trust = self.trust_remote_code
-        model_path = hub.resolve_model_ref(  # a .gguf is dequantized once: its steps fill 2–9 % of the bar
+        model_path = resolve_model_ref(  # a .gguf is dequantized once: its steps fill 2–9 % of the bar
             target.model_ref, progress=lambda m, f=None: self.progress(m, 0.02 + 0.07 * (f or 0.0)))
         hub.go_offline_if_unreachable()
 

@@ -137,10 +137,10 @@ def describe_target(ref: str, checkpoint: str | None = None) -> ChatTarget:
 
 
 def _check_model_ref(ref: str) -> None:
-    from tui_tuner import hub
+    from tui_tuner.models.refs import resolve_model_ref
 
     try:
-        hub.resolve_model_ref(ref, build_demo=False)
+        resolve_model_ref(ref, build_demo=False)
     except UserError as e:
         raise UserError(f"'{ref}' is neither a run nor a usable model: {e.message}",
                         hint=e.hint or "see `tui-tuner runs` for run ids") from None

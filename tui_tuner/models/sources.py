@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tui_tuner import hub
+from tui_tuner import demo, hub
 from tui_tuner.errors import UserError
 from tui_tuner.models.catalog import ModelCard, find_card, guess_kind, load_cards
+from tui_tuner.models.refs import HUB_ID, resolve_model_ref
 
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "chat_template.jinja")
 
@@ -81,17 +82,6 @@ def _from_dir(name: str, origin: str, directory: Path, **kw: Any) -> ModelSource
                        has_chat_template=_chat_template_in(directory), card=find_card(name), **kw)
 
 
-def demo_dir() -> Path:
-    try:
-        from tui_tuner import demo
-
-        return Path(demo.demo_path())
-    except ImportError:
-        from tui_tuner import paths
-
-        return paths.demo_dir()
-
-
 def load_model_config(ref: str, *, allow_download: bool = False, build_demo: bool = False,
                       revision: str | None = None) -> ModelSource:
     """Resolve `ref` to its config.json without loading weights.
@@ -104,21 +94,21 @@ def load_model_config(ref: str, *, allow_download: bool = False, build_demo: boo
     if not ref:
         raise UserError("model: no model given", hint="give a hub id, a local folder, or 'demo'")
     if ref == "demo":
-        d = demo_dir()
+        d = demo.demo_path()
         if not (d / "config.json").is_file():
             if not build_demo:
                 raise UserError("the demo model is not built yet", hint="run `tui-tuner demo --build-only` once")
-            d = Path(hub.resolve_model_ref("demo", build_demo=True))
+            d = Path(resolve_model_ref("demo", build_demo=True))
         return _from_dir("demo", "demo", d)
     if ref.lower().endswith(".gguf"):
         return _from_gguf(ref, convert=build_demo, in_child=allow_download)
     p = Path(ref).expanduser()
     if ref.startswith(("/", ".", "~")) or p.exists() or ref.count("/") > 1:
-        local = Path(hub.resolve_model_ref(ref, build_demo=False))  # one-line errors for bad paths
+        local = Path(resolve_model_ref(ref, build_demo=False))  # one-line errors for bad paths
         return _from_dir(ref, "local", local)
     if "@" in ref and revision is None:  # owner/name@revision
         ref, revision = (x.strip() for x in ref.split("@", 1))
-    if not hub._HUB_ID.match(ref):
+    if not HUB_ID.match(ref):
         raise UserError(f"'{ref}' is neither an existing folder nor a valid Hugging Face model id",
                         hint="use owner/name, e.g. Qwen/Qwen2.5-0.5B-Instruct, a local path, or 'demo'")
     cached = _cached_config(ref, revision)
@@ -211,7 +201,7 @@ def _cached_config(repo_id: str, revision: str | None) -> Path | None:
 
 def _download_config(repo_id: str, revision: str | None) -> ModelSource:
     """Fetch config.json + tokenizer files only (a few KB); one clear line when that fails."""
-    hub.resolve_model_ref(repo_id, build_demo=False)  # raises the offline UserError when unreachable
+    resolve_model_ref(repo_id, build_demo=False)  # raises the offline UserError when unreachable
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
@@ -319,7 +309,7 @@ def discover_models(*, include_cache: bool = True, include_cards: bool = True,
                     on_progress: Callable[[str], None] | None = None) -> list[ModelEntry]:
     """Demo + HF cache + model cards, as rows for a list (no network, no torch)."""
     rows: list[ModelEntry] = []
-    d = demo_dir()
+    d = demo.demo_path()
     if (d / "config.json").is_file():
         rows.append(entry_for(_from_dir("demo", "demo", d)))
     else:

@@ -251,8 +251,9 @@ class TrainingSession:
         cfg = load_config(run.config_path)
         self._progress("resolving model " + cfg.model.name_or_path)
         from tui_tuner import hub
+        from tui_tuner.models.refs import resolve_model_ref
 
-        model_path = hub.resolve_model_ref(cfg.model.name_or_path, progress=self._progress)  # a .gguf: dequantized once
+        model_path = resolve_model_ref(cfg.model.name_or_path, progress=self._progress)  # a .gguf: dequantized once
         hub.go_offline_if_unreachable()
         from tui_tuner.remote_code import require_confirmation
 

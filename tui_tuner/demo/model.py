@@ -1,4 +1,4 @@
-"""The offline demo: a tiny Llama model built locally, and the bundled sample FAQ dataset.
+"""The offline demo model: a tiny Llama built locally, trained on the bundled sample FAQ.
 
 No weights can be downloaded everywhere tui-tuner runs (tests, air-gapped boxes), so `demo` is a
 model we build ourselves, once, into `paths.demo_dir()`:
@@ -23,17 +23,16 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tui_tuner import paths
+from tui_tuner.demo.sample import SAMPLE_DATASET, sample_conversations
 from tui_tuner.errors import UserError
 
 Progress = Callable[[str, "float | None"], None]
 
-SAMPLE_DATASET = "sample_faq.jsonl"
 TOKENIZER_CORPUS = "tokenizer_corpus.txt"
 MARKER_FILE = "tui_tuner_demo.json"
 LOCK_FILE = ".demo-model.lock"
@@ -82,43 +81,12 @@ CHAT_TEMPLATE = (
 
 
 # ---------------------------------------------------------------------------------------------
-# Paths and the sample dataset
+# Where it lives
 
 
 def demo_path() -> Path:
     """Where the demo model lives (it may not be built yet; see `ensure_demo_model`)."""
     return paths.demo_dir()
-
-
-def sample_dataset_path() -> Path:
-    """The bundled sample instruction dataset (OpenAI `messages` JSONL); `data.path: sample`."""
-    return paths.ASSETS_DIR / SAMPLE_DATASET
-
-
-def sample_conversations() -> list[list[dict]]:
-    """Every conversation of the sample dataset, as lists of {role, content}."""
-    with open(sample_dataset_path(), encoding="utf-8") as fh:
-        return [json.loads(line)["messages"] for line in fh if line.strip()]
-
-
-def faq_turns() -> list[tuple[list[dict], str]]:
-    """(prompt messages, expected reply) for every assistant turn of the sample, in file order.
-
-    The prompt holds everything before the reply (system prompt, earlier turns), ready for
-    `apply_chat_template(prompt, add_generation_prompt=True)`.
-    """
-    out = []
-    for conv in sample_conversations():
-        for i, m in enumerate(conv):
-            if m["role"] == "assistant":
-                out.append((conv[:i], m["content"]))
-    return out
-
-
-def faq_pairs() -> list[tuple[str, str]]:
-    """(question, answer) for the single-turn, no-system-prompt items: ask the question alone."""
-    return [(prompt[0]["content"], answer) for prompt, answer in faq_turns()
-            if len(prompt) == 1 and prompt[0]["role"] == "user"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,73 +256,3 @@ def ensure_demo_model(rebuild: bool = False, progress: Progress | None = None) -
             shutil.rmtree(old, ignore_errors=True)
     _say(progress, f"demo model ready: {dest}", 1.0)
     return dest
-
-
-# ---------------------------------------------------------------------------------------------
-# `tui-tuner demo`
-
-
-def _print_progress(msg: str, fraction: float | None) -> None:
-    pct = f"{fraction * 100:3.0f}% " if fraction is not None else "     "
-    print(f"[demo] {pct}{msg}", flush=True)
-
-
-def demo_preset_path() -> Path:
-    return paths.presets_dir() / "demo.yaml"
-
-
-def _show_answers(run, n: int = 3) -> None:
-    """Ask the tuned model a few FAQ questions, greedily, through the chat engine."""
-    from tui_tuner.inference.engine import Engine
-    from tui_tuner.inference.params import SamplingParams
-    from tui_tuner.inference.target import describe_target
-
-    pairs = faq_pairs()
-    picks = [pairs[i * (len(pairs) - 1) // max(1, n - 1)] for i in range(n)] if pairs else []
-    print("\nAsking the tuned model a few FAQ questions (greedy):", flush=True)
-    try:
-        engine = Engine(describe_target(str(run.path)))
-        engine.load()
-        params = SamplingParams(max_new_tokens=128, temperature=0.0)
-        for q, expected in picks:
-            reply = engine.generate([{"role": "user", "content": q}], params).text.strip()
-            same = reply == expected.strip()
-            print(f"  Q: {q}\n  A: {reply}\n     " + ("(verbatim from the FAQ)" if same else f"(the FAQ says: {expected})"),
-                  flush=True)
-    except Exception as e:  # noqa: BLE001 - a chat problem must not hide the finished run
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"  (could not load the chat: {first}; try `tui-tuner chat {run.run_id}`)", flush=True)
-
-
-def cmd_demo(args) -> int:
-    path = ensure_demo_model(rebuild=getattr(args, "rebuild", False), progress=_print_progress)
-    print(f"demo model: {path}")  # (a build already said how long it took)
-    print(f"sample dataset: {sample_dataset_path()}")
-    if getattr(args, "build_only", False):
-        print("use it with `model.name_or_path: demo` and `data.path: sample`, e.g. "
-              f"`tui-tuner train {demo_preset_path()}`")
-        return 0
-
-    from tui_tuner.config import load_config
-    from tui_tuner.launcher import launch_run
-
-    cfg = load_config(demo_preset_path())
-    detach = getattr(args, "detach", False)
-    run = launch_run(cfg, detach=detach, name="demo")
-    if detach:
-        print(f"\ntraining in the background: run {run.run_id}")
-        print(f"  follow it:  tui-tuner monitor {run.run_id}   (or `tui-tuner logs {run.run_id}`)")
-        print(f"  then chat:  tui-tuner chat {run.run_id}")
-        return 0
-    st = run.read_status()
-    if st.state != "completed":
-        print(f"\nthe demo run ended '{st.state}'" + (f": {st.error}" if st.error else ""), file=sys.stderr)
-        if st.state == "stopped":
-            print(f"resume it with `tui-tuner resume {run.run_id}`", file=sys.stderr)
-        return 1
-    _show_answers(run)
-    print("\nNext:")
-    print(f"  tui-tuner chat {run.run_id}      chat with the tuned demo model")
-    print("  tui-tuner                        open the app (runs, monitor, new fine-tune wizard)")
-    print(f"  tui-tuner train {demo_preset_path()}   train the demo again from the YAML")
-    return 0
