@@ -72,26 +72,26 @@ def test_torch_write_failure_counts_only_when_the_disk_is_really_full(tmp_path):
 
 def test_cli_last_resort_handler_survives_a_log_it_cannot_write(fresh_home, monkeypatch, capsys):
     """An unexpected error while the error log cannot be written: still one line, no traceback."""
-    from tui_tuner import launcher
+    from tui_tuner.commands import train as train_commands
 
     (fresh_home / "tui-tuner.log").mkdir()  # opening the log for append fails (IsADirectoryError)
 
     def boom(args):
         raise ValueError("something unexpected")
 
-    monkeypatch.setattr(launcher, "cmd_runs", boom)
+    monkeypatch.setattr(train_commands, "cmd_runs", boom)
     assert main(["runs"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ValueError: something unexpected (the traceback could not")
 
 
 def test_cli_disk_full_is_one_line_without_writing_a_log(fresh_home, monkeypatch, capsys):
-    from tui_tuner import launcher
+    from tui_tuner.commands import train as train_commands
 
     def full(args):
         raise _torch_save_form()
 
-    monkeypatch.setattr(launcher, "cmd_runs", full)
+    monkeypatch.setattr(train_commands, "cmd_runs", full)
     assert main(["runs"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: disk full (") and "free space on the disk holding" in err[0]

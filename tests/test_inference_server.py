@@ -99,7 +99,7 @@ def test_a_bad_target_fails_in_one_line_without_loading(tmp_path):
 def test_client_and_chat_screen_import_without_torch():
     import subprocess
 
-    code = ("import sys, tui_tuner.inference.client, tui_tuner.ui.screens.chat, tui_tuner.chat_cli; "
+    code = ("import sys, tui_tuner.inference.client, tui_tuner.ui.screens.chat, tui_tuner.commands.chat; "
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

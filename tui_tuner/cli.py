@@ -1,7 +1,8 @@
 """`tui-tuner` command line.
 
-Each sub-command lives in the module that owns its logic and is imported only when used, so
-`tui-tuner --help` and the UI start without torch. `UserError`s print as one line (exit 2 unless
+The argparse table. Each sub-command's handler lives in `tui_tuner.commands` (one module per
+command group) and is imported only when that command runs, so `tui-tuner --help` and the UI
+start without torch. `UserError`s print as one line (exit 2 unless
 the error says otherwise); unexpected exceptions print one line and go to the log with a traceback.
 """
 
@@ -26,7 +27,7 @@ def _cmd(target: str):
 
 def _add_app(sub) -> None:
     p = sub.add_parser("ui", help="open the Textual app (the default when no command is given)")
-    p.set_defaults(func=_cmd("tui_tuner.ui.launch:cmd_ui"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.ui:cmd_ui"))
 
 
 def _add_demo(sub) -> None:
@@ -46,28 +47,28 @@ def _add_runs(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
-    p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_train"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.train:cmd_train"))
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_runs"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.train:cmd_runs"))
 
     p = sub.add_parser("status", help="show one run's status")
     p.add_argument("run", help="run id, id prefix or run directory")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_status"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.train:cmd_status"))
 
     p = sub.add_parser("stop", help="stop a run gracefully (saves a checkpoint)")
     p.add_argument("run")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the checkpoint")
-    p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_stop"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.train:cmd_stop"))
 
     p = sub.add_parser("resume", help="continue a stopped/interrupted run from its newest complete checkpoint")
     p.add_argument("run")
     p.add_argument("--detach", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
-    p.set_defaults(func=_cmd("tui_tuner.launcher:cmd_resume"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.train:cmd_resume"))
 
 
 def _add_chat(sub) -> None:
@@ -86,7 +87,7 @@ def _add_chat(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list of {prompt, reply}")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
-    p.set_defaults(func=_cmd("tui_tuner.chat_cli:cmd_chat"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.chat:cmd_chat"))
 
     p = sub.add_parser("export", help="export a run: merged model, GGUF + Ollama Modelfile, or the adapter alone")
     p.add_argument("run")
@@ -111,7 +112,7 @@ def _add_chat(sub) -> None:
                                     "run's validation conversations open with, if there is one)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="confirm running the Python files shipped with the model (auto_map); asked at every launch")
-    p.set_defaults(func=_cmd("tui_tuner.export:cmd_export"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.export:cmd_export"))
 
 
 def _add_data(sub) -> None:
@@ -130,7 +131,7 @@ def _add_data(sub) -> None:
     q.add_argument("--val-ratio", type=float, default=0.05)
     q.add_argument("--examples", type=int, default=3)
     q.add_argument("--json", action="store_true")
-    q.set_defaults(func=_cmd("tui_tuner.data.cli:cmd_inspect"))
+    q.set_defaults(func=_cmd("tui_tuner.commands.data:cmd_inspect"))
 
 
 def _add_estimate(sub) -> None:
@@ -146,22 +147,22 @@ def _add_estimate(sub) -> None:
     p.add_argument("--fit", action="store_true", help="find the largest batch and max_length that fit")
     p.add_argument("--chat", action="store_true", help="keep room for chatting with the run while it trains")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd("tui_tuner.models.cli:cmd_estimate"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.models:cmd_estimate"))
 
     p = sub.add_parser("models", help="list known models (demo, HF cache, model cards)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd("tui_tuner.models.cli:cmd_models"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.models:cmd_models"))
 
 
 def _add_monitor(sub) -> None:
     p = sub.add_parser("monitor", help="open the live monitor of a run")
     p.add_argument("run")
-    p.set_defaults(func=_cmd("tui_tuner.ui.screens.monitor:cmd_monitor"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.ui:cmd_monitor"))
 
     p = sub.add_parser("logs", help="print a run's progress as text lines")
     p.add_argument("run")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
-    p.set_defaults(func=_cmd("tui_tuner.progress:cmd_logs"))
+    p.set_defaults(func=_cmd("tui_tuner.commands.logs:cmd_logs"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,6 @@ full-precision LoRA), else a rough CPU figure. The source is always printed next
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -466,17 +465,3 @@ def check_load(cfg: RunConfig) -> tuple[list[str], list[str]]:
     if src.path:
         return load_time_problems(cfg, model_path=src.path)
     return load_time_problems(cfg, model_config=src.config)
-
-
-def cmd_dry_run(cfg: RunConfig, as_json: bool = False) -> int:
-    """`tui-tuner train CONFIG --dry-run`: print the plan; exit 0 if it can start, 2 if not."""
-    plan = build_plan(cfg)
-    if not plan.model_error:
-        plan.load_errors, notes = check_load(cfg)
-        plan.warnings += notes
-    if as_json:
-        print(json.dumps(plan.to_dict(), indent=1, default=str))
-    else:
-        print(format_plan(plan))
-        print("\n(dry run: nothing was trained)" if plan.ok else "\n(dry run: fix the ✗ lines before training)")
-    return 0 if plan.ok else 2

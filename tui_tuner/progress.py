@@ -594,28 +594,3 @@ def _train_cfg(run):
         return load_config(run.config_path).train
     except Exception:  # an old or hand-edited config must not stop anyone reading the run
         return None
-
-
-def cmd_logs(args) -> int:
-    import sys
-
-    from tui_tuner.rundir import resolve_run
-
-    run = resolve_run(args.run)
-    follow = bool(getattr(args, "follow", False))
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    print(f"run {run.run_id}  (dir: {run.path})", flush=True)
-    try:
-        st = follow_events(run, out, follow=follow)
-    except KeyboardInterrupt:
-        print(f"(stopped following; the run keeps going — `tui-tuner stop {run.run_id}` stops it)", file=sys.stderr)
-        return 0
-    if st is None:
-        return 1
-    if not follow and st.state not in FINAL_STATES:
-        print(f"(still {st.state}: follow it with `tui-tuner logs {run.run_id} -f`)", flush=True)
-        return 0
-    return 0 if st.state in ("completed", "stopped", "running", "pending") else 1

@@ -548,11 +548,3 @@ class MonitorApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(MonitorScreen(self.run_path, poll=self.poll))
-
-
-def cmd_monitor(args) -> int:
-    from tui_tuner.rundir import resolve_run
-
-    run = resolve_run(args.run)
-    MonitorApp(run.path).run()
-    return 0

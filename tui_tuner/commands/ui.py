@@ -1,4 +1,4 @@
-"""`tui-tuner` with no command (or `tui-tuner ui`): open the app."""
+"""`tui-tuner` with no command (or `tui-tuner ui`): open the app; `tui-tuner monitor RUN`: its live monitor alone."""
 
 from __future__ import annotations
 
@@ -19,3 +19,12 @@ def cmd_ui(args) -> int:
         with open(report, "w", encoding="utf-8") as fh:
             json.dump(sorted(m for m in HEAVY_MODULES if m in sys.modules), fh)
     return int(app.return_code or 0)
+
+
+def cmd_monitor(args) -> int:
+    from tui_tuner.rundir import resolve_run
+    from tui_tuner.ui.screens.monitor import MonitorApp
+
+    run = resolve_run(args.run)
+    MonitorApp(run.path).run()
+    return 0
