@@ -79,7 +79,7 @@ def config():
 
 
 def wait_final(run, timeout=600.0):
-    from tui_tuner.launcher import FINAL_STATES
+    from tui_tuner.rundir import FINAL_STATES
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -79,6 +79,7 @@ def train_once(home: Path, model: Path | str, data: Path, *, loss_impl: str, pac
                attn: str = "sdpa", name: str = "bench") -> dict:
     from tui_tuner import launcher
     from tui_tuner.config import from_dict
+    from tui_tuner.rundir import FINAL_STATES
 
     os.environ["TUI_TUNER_HOME"] = str(home)
     cfg = from_dict({
@@ -99,7 +100,7 @@ def train_once(home: Path, model: Path | str, data: Path, *, loss_impl: str, pac
             pid = st.pid
         if pid:
             peak = max(peak, vm_hwm(pid) or 0)
-        if st.state in launcher.FINAL_STATES:
+        if st.state in FINAL_STATES:
             break
         time.sleep(0.05)
     if st.state != "completed":

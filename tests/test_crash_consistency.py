@@ -14,8 +14,8 @@ import pytest
 
 from conftest import demo_test_config, train_steps, wait_for
 from tui_tuner import launcher
-from tui_tuner.rundir import (CHECKPOINT_MARKER, RunDir, Status, checkpoint_problem, mark_checkpoint_complete,
-                              pid_alive)
+from tui_tuner.rundir import (CHECKPOINT_MARKER, FINAL_STATES, RunDir, Status, checkpoint_problem,
+                              mark_checkpoint_complete, pid_alive)
 
 FAULTS = Path(__file__).resolve().parents[1] / "bench" / "crash_faults"
 
@@ -150,7 +150,7 @@ def test_kill_while_trainer_state_is_written_then_at_resume_start(fresh_home, fa
 
     faults(None)
     launcher.resume_run(run, detach=True)  # not refused with "still running (pid N)"
-    st = wait_for(lambda: (s := run.read_status()).state in launcher.FINAL_STATES and s, what="the end")
+    st = wait_for(lambda: (s := run.read_status()).state in FINAL_STATES and s, what="the end")
     assert st.state == "completed", (st.error, run.log_path.read_text()[-3000:])
     assert st.step == st.total_steps == 6 and train_steps(run) == list(range(1, 7))
     assert checkpoint_problem(run.checkpoints_dir / "checkpoint-4") is None  # rewritten whole
@@ -169,7 +169,7 @@ def test_kill_during_final_adapter_save_then_resume_never_passes_max_steps(fresh
 
     faults(None)
     launcher.resume_run(run, detach=True)
-    st = wait_for(lambda: (s := run.read_status()).state in launcher.FINAL_STATES and s, what="the end")
+    st = wait_for(lambda: (s := run.read_status()).state in FINAL_STATES and s, what="the end")
     assert st.state == "completed", (st.error, run.log_path.read_text()[-3000:])
     assert st.step == st.total_steps == 4 and train_steps(run) == [1, 2, 3, 4]  # was: step 5/4, then 6/4
     assert [p.name for p in run.checkpoints()] == ["checkpoint-4"]

@@ -14,7 +14,7 @@ import pytest
 from conftest import demo_test_config, train_steps, wait_for
 from tui_tuner import launcher
 from tui_tuner.errors import RunError
-from tui_tuner.rundir import RunDir, Status
+from tui_tuner.rundir import FINAL_STATES, RunDir, Status
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +58,8 @@ def test_adapter_loads_back_and_changes_the_reply(trained_demo_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from tui_tuner.models.refs import resolve_model_ref
     from tui_tuner.config import load_config
+    from tui_tuner.models.refs import resolve_model_ref
 
     run = trained_demo_run
     cfg = load_config(run.config_path)
@@ -97,7 +97,7 @@ def test_kill_minus_9_reads_interrupted_and_resume_finishes_without_repeating_st
     with pytest.raises(RunError, match="not running"):
         launcher.stop_run(run)
     launcher.resume_run(run, detach=True)
-    wait_for(lambda: run.read_status().state in launcher.FINAL_STATES, what="resumed run to finish")
+    wait_for(lambda: run.read_status().state in FINAL_STATES, what="resumed run to finish")
     st = run.read_status()
     assert st.state == "completed", (st.error, run.log_path.read_text()[-3000:])
     assert st.step == st.total_steps == 16
@@ -245,3 +245,30 @@ def test_foreground_follow_shows_the_step_total(tmp_path):
     assert launcher.follow(run, echo=lines.append, poll=0.01).state == "completed"
     assert "training started: 30 steps" in lines
     assert any(line.startswith("step 1/30  loss 2.5000") for line in lines), lines
+
+
+def test_foreground_train_and_logs_print_an_event_the_same_way(tmp_path):
+    """One formatter: a foreground `train` (launcher.follow) and `tui-tuner logs` give the same lines."""
+    from tui_tuner.progress import follow_events
+    from tui_tuner.rundir import RunDir, Status
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.append_event("start", step=0, total_steps=30, estimate_gib=1.5)
+    run.append_event("train", step=1, epoch=0.1, loss=2.5, learning_rate=1e-4, tokens_per_second=1234.0)
+    run.append_event("eval", step=1, eval_loss=2.25)
+    run.append_event("checkpoint", step=1, path=str(run.path / "checkpoints" / "checkpoint-1"))
+    run.append_event("warning", kind="plateau", message="m", hint="h")
+    run.append_event("state", state="completed")
+    run.write_status(Status(run_id=run.run_id, state="completed", step=1, total_steps=30))
+    foreground: list[str] = []
+    launcher.follow(run, echo=foreground.append, poll=0.01)
+    logs: list[str] = []
+    follow_events(run, logs.append, follow=False)
+    assert foreground[0] == f"run {run.run_id}  (dir: {run.path})"
+    assert foreground[1:] == logs
+    assert "training started: 30 steps (VRAM estimate 1.5 GiB)" in logs
+    assert any(line.startswith("step 1/30  epoch 0.10  loss 2.5000  lr 1.00e-04  1,234 tok/s") for line in logs), logs
+    assert "eval  step 1  eval_loss 2.2500  (best 2.2500 at step 1)" in logs
+    assert "checkpoint saved: checkpoint-1 (step 1)" in logs
+    assert "warning [plateau]: m — h" in logs

@@ -8,7 +8,6 @@ same run survives the terminal closing either way.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -31,7 +30,6 @@ from tui_tuner.rundir import (
     pid_alive,
 )
 
-FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
 DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
@@ -297,67 +295,14 @@ def resume_run(run: RunDir, *, detach: bool = True, echo: Callable[[str], None] 
 # Following a run from the terminal
 
 
-def format_event(ev: dict) -> str | None:
-    t = ev.get("type")
-    if t == "train":
-        parts = [f"step {ev.get('step')}/{ev.get('total_steps') or '?'}"]
-        for key, fmt in (("loss", "loss {:.4f}"), ("learning_rate", "lr {:.2e}"), ("grad_norm", "grad {:.3f}"),
-                         ("tokens_per_second", "{:.0f} tok/s")):
-            if isinstance(ev.get(key), (int, float)):
-                parts.append(fmt.format(ev[key]))
-        return "  ".join(parts)
-    if t == "eval":
-        return f"eval  step {ev.get('step')}  eval_loss {ev.get('eval_loss', float('nan')):.4f}"
-    if t == "progress":
-        frac = ev.get("fraction")
-        return f"{ev.get('message', '')}" + (f" ({frac * 100:.0f}%)" if isinstance(frac, (int, float)) else "")
-    if t == "start":
-        if ev.get("resumed_from"):
-            return f"resumed from {ev['resumed_from']} at step {ev.get('step')} of {ev.get('total_steps')}"
-        return f"training started: {ev.get('total_steps')} steps"
-    if t == "checkpoint":
-        return f"checkpoint saved: {ev.get('path')}"
-    if t == "warning":
-        return f"warning: {ev.get('message')}" + (f" — {ev['hint']}" if ev.get("hint") else "")
-    if t == "state":
-        msg = f"state: {ev.get('state')}"
-        if ev.get("message"):
-            msg += f" — {ev['message']}"
-        if ev.get("hint"):
-            msg += f" ({ev['hint']})"
-        return msg
-    return None
+def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) -> Status | None:
+    """A foreground run: print its events as they arrive (as `tui-tuner logs -f` does) until it ends.
+    Ctrl+C asks the worker to stop, with a checkpoint."""
+    from tui_tuner.progress import follow_events
 
-
-def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) -> Status:
-    """Print the run's events as they arrive until it ends. Ctrl+C asks the worker to stop."""
-    offset = 0
-    buf = b""
-    total = None
     echo(f"run {run.run_id}  (dir: {run.path})")
     try:
-        while True:
-            with contextlib.suppress(FileNotFoundError):
-                with open(run.events_path, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                    offset += len(chunk)
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    with contextlib.suppress(json.JSONDecodeError):
-                        ev = json.loads(line)
-                        if ev.get("type") == "start":
-                            total = ev.get("total_steps") or total
-                        elif ev.get("type") == "train" and not ev.get("total_steps"):
-                            ev["total_steps"] = total  # step events do not repeat the total
-                        text = format_event(ev)
-                        if text:
-                            echo(text)
-            st = run.read_status()
-            if st.state in FINAL_STATES:
-                return st
-            time.sleep(poll)
+        return follow_events(run, echo, follow=True, poll=poll)
     except KeyboardInterrupt:
         echo("stopping (saving a checkpoint)…")
         return stop_run(run)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tui_tuner.diagnostics import Diagnostics
+from tui_tuner.rundir import FINAL_STATES
 
-FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
 SMOOTHING = 0.9  # EMA weight of the smoothed train loss (TensorBoard's default slider value)
 MAX_POINTS = 50_000  # per series; beyond this the series is thinned 2:1 (years of steps stay cheap)
 
@@ -444,9 +444,14 @@ def _dataset_bits(ev: dict) -> list[str]:
 
 
 def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
-    """One progress line per interesting event (None for samples that would only be noise)."""
+    """One progress line per interesting event (None for samples that would only be noise).
+
+    The one formatter of events as text: `tui-tuner logs`, a foreground `tui-tuner train` and the
+    worker's own train.log all print an event this way. Without `hist` (the worker) the step total
+    comes from the event's `total_steps` and no ETA or best eval loss is added.
+    """
     t = ev.get("type")
-    total = hist.total_steps if hist else None
+    total = (hist.total_steps if hist else None) or ev.get("total_steps")
     if t == "train":
         parts = [f"step {ev.get('step')}/{total or '?'}"]
         if _num(ev.get("epoch")) is not None:
@@ -500,7 +505,7 @@ def format_event(ev: dict, hist: RunHistory | None = None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# `tui-tuner logs RUN [--follow]`
+# Following a run as text lines (`tui-tuner logs`, a foreground `tui-tuner train`)
 
 
 def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: float = 0.5,

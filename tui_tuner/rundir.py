@@ -41,6 +41,7 @@ from tui_tuner.errors import RunError
 
 STATES = ("pending", "running", "completed", "failed", "stopped", "interrupted")
 ACTIVE_STATES = ("pending", "running")
+FINAL_STATES = ("completed", "failed", "stopped", "interrupted")  # the worker has ended
 
 CONFIG_FILE = "config.yaml"
 EVENTS_FILE = "events.jsonl"

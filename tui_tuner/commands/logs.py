@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tui_tuner.progress import FINAL_STATES, follow_events
-from tui_tuner.rundir import resolve_run
+from tui_tuner.progress import follow_events
+from tui_tuner.rundir import FINAL_STATES, resolve_run
 
 
 def cmd_logs(args) -> int:

@@ -84,7 +84,7 @@ class RunEventsCallback(TrainerCallback):
     # -- helpers ------------------------------------------------------------------------------
     def _event(self, type_: str, **data: Any) -> dict:
         ev = self.run.append_event(type_, **data)
-        from tui_tuner.launcher import format_event
+        from tui_tuner.progress import format_event
 
         line = format_event({**ev, "total_steps": self.total_steps})
         if line:
