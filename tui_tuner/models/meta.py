@@ -57,7 +57,6 @@ def arch_from_meta(config: dict[str, Any], **kw) -> Arch:
     layer_total = sum(p.numel() for p in first.parameters())
     base = arch_from_config(config)
     total = model.num_parameters()
-    emb = model.get_input_embeddings().weight.numel()
     head = model.get_output_embeddings()
     tied = head is not None and head.weight is model.get_input_embeddings().weight
     head_params = 0 if head is None or tied else head.weight.numel()

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tui_tuner.models.arch import Arch
+from tui_tuner.models.loss_plan import AUTO_CHUNKED_MIN_LOGITS, chunk_tokens
 
 if TYPE_CHECKING:  # pragma: no cover
     from tui_tuner.config import RunConfig
@@ -315,8 +316,6 @@ def _liger_installed() -> bool:
 
 def resolved_loss_impl(arch: Arch, s: TrainSettings) -> str:
     """What train.loss_impl resolves to in the worker (tui_tuner/worker/loss.py, same rule)."""
-    from tui_tuner.worker.loss import AUTO_CHUNKED_MIN_LOGITS
-
     if s.loss_impl != "auto":
         return s.loss_impl
     if s.device == "cuda" and s.liger_installed:
@@ -340,8 +339,6 @@ def logits_bytes(arch: Arch, s: TrainSettings, N: int, *, train: bool) -> float:
     per = LOGITS_TRAIN_BYTES if train else LOGITS_EVAL_BYTES
     impl = resolved_loss_impl(arch, s)
     if impl == "chunked":
-        from tui_tuner.worker.loss import chunk_tokens
-
         return min(N, chunk_tokens(V)) * V * (per + cb) + N * h * (cb + (4 if train else 0))
     if impl == "liger":
         inc = -(-V // h)

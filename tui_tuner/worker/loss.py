@@ -23,8 +23,8 @@ causal mask, and flash-attention-2 into varlen attention). auto = padding_free o
 kernel runs (CUDA + flash_attention_2); on CPU and with SDPA padded batches grouped by length
 measured faster.
 
-This module imports torch lazily: the selection functions and constants are used by the VRAM
-estimate and the plan, which must stay torch-free.
+This module imports torch lazily. The chunk size and the auto threshold, which the VRAM estimate
+must compute the same way without torch, live in `tui_tuner.models.loss_plan`.
 """
 
 from __future__ import annotations
@@ -32,24 +32,10 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-LOSS_IMPLS = ("auto", "standard", "chunked", "liger")
-PACKINGS = ("auto", "padding_free", "padded")
+# The chunk size and the auto threshold are shared with the VRAM estimate (torch-free, in models/).
+from tui_tuner.models.loss_plan import AUTO_CHUNKED_MIN_LOGITS, chunk_tokens
+
 IGNORE_INDEX = -100
-
-# One chunk holds at most this many logits (chunk positions x vocabulary): 32 Mi logits = 384 MiB at
-# the 12 bytes per logit of a cross-entropy backward. Qwen2.5's 151,936 vocabulary → 220 positions.
-CHUNK_LOGIT_ELEMENTS = 1 << 25
-MIN_CHUNK_TOKENS = 64
-# auto chooses chunked from more than one chunk's worth of logits per micro-batch: below that there
-# is nothing to save and the recomputed lm_head matmul would only cost time. At this threshold the
-# chunk (plus its compute-dtype logits) costs slightly more than the standard loss, so the estimated
-# peak keeps growing with batch x length across the switch (auto-fit's search relies on that).
-AUTO_CHUNKED_MIN_LOGITS = CHUNK_LOGIT_ELEMENTS + 1
-
-
-def chunk_tokens(vocab_size: int) -> int:
-    """Positions per chunk for a vocabulary of this size."""
-    return max(MIN_CHUNK_TOKENS, CHUNK_LOGIT_ELEMENTS // max(1, vocab_size))
 
 
 @dataclass
