@@ -346,9 +346,5 @@ def load_config(path: str | Path) -> RunConfig:
     return from_dict(data, source=str(p))
 
 
-def default_config() -> RunConfig:
-    return RunConfig()
-
-
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(cfg.to_yaml(), encoding="utf-8")

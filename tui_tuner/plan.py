@@ -34,7 +34,7 @@ GPU_TFLOPS: list[tuple[str, float]] = [
     ("3070", 40.0), ("3060", 25.0), ("V100", 125.0), ("T4", 65.0), ("2080", 40.0),
 ]
 GPU_UTILISATION = 0.25
-CPU_EFFECTIVE_GFLOPS = 50.0  # measured order of magnitude for small 4-bit models on 2 cores (stack-facts §2)
+CPU_EFFECTIVE_GFLOPS = 50.0  # measured order of magnitude for small 4-bit models on 2 CPU cores
 
 
 # The estimate's terms in the groups the UI draws (weights / LoRA + optimizer / activations / …).

@@ -29,10 +29,10 @@ def _config_from_args(args):
 
 def cmd_inspect(args) -> int:
     want_json = bool(getattr(args, "json", False))
-    progress = None
-    if not want_json and sys.stderr.isatty():
-        def progress(msg, frac=None):  # noqa: E306 - tiny local callback
-            print(f"… {msg}", file=sys.stderr)
+    def say(msg, frac=None):
+        print(f"… {msg}", file=sys.stderr)
+
+    progress = say if not want_json and sys.stderr.isatty() else None
     try:
         data_cfg = _config_from_args(args)
         from tui_tuner.data.inspect import inspect_dataset

@@ -16,14 +16,6 @@ ORIGIN_WORDS = {"demo": "offline demo model", "local": "local folder", "gguf": "
                 "card": "model card, offline", "hub": "config.json from the hub"}
 
 
-def _resolve(ref: str) -> ModelSource:
-    try:
-        return load_model_config(ref, allow_download=True, build_demo=True)
-    except ImportError:  # the demo builder is missing from this install
-        raise UserError("the demo model cannot be built in this install",
-                        hint="give a hub id or a local model folder") from None
-
-
 def _settings(args) -> TrainSettings:
     for flag, v in (("--seq-len", args.seq_len), ("--batch", args.batch), ("--lora-r", args.lora_r)):
         if v is None or v < 1:
@@ -62,7 +54,7 @@ def model_summary(src: ModelSource, arch: Arch) -> dict[str, Any]:
 
 def cmd_estimate(args) -> int:
     s = _settings(args)
-    src = _resolve(args.model)
+    src = load_model_config(args.model, allow_download=True, build_demo=True)
     arch = arch_from_config(src.config, source=src.label)
     if not arch.exact:  # a family the pure-Python math does not know: ask transformers (meta device)
         from tui_tuner.models.meta import arch_from_meta

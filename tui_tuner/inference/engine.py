@@ -9,7 +9,7 @@ one-shot CLI and the bench — never in the UI process.
 - One model in memory: every adapter of a run is loaded into the same `PeftModel` under its own
   name, and the base answer is produced inside `with model.disable_adapter():`.
 - Streaming: `TokenStreamer` decodes token by token (TextIteratorStreamer holds text back until a
-  space and yields '' — stack-facts §4), and generation is cancelled by a StoppingCriteria that
+  space and yields empty strings meanwhile), and generation is cancelled by a StoppingCriteria that
   reads a threading.Event.
 """
 

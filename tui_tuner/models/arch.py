@@ -112,10 +112,6 @@ class Arch:
         return sum(m.d_in * m.d_out for m in self.layer_linears)
 
     @property
-    def layer_linear_bias_params(self) -> int:
-        return sum(m.d_out for m in self.layer_linears if m.bias)
-
-    @property
     def layer_params(self) -> int:
         return sum(m.params for m in self.layer_linears) + self.layer_norm_params
 

@@ -6,7 +6,7 @@ bitsandbytes 4-bit, everything else kept in the compute dtype (no prepare_model_
 PEFT LoRA adapters in fp32, the HF Trainer with bf16 autocast, activation checkpointing per decoder
 layer, padded batches (the longest row sets the length), transformers' default cross-entropy.
 
-Shape of the model (see /work/shared/notes/vram-method.md §0): with SDPA/flash attention,
+Shape of the model: with SDPA/flash attention,
 memory is affine in tokens N = batch x seq:  total = static + N * per_token  (+ margin), so the
 largest batch / max_length that fit follow directly. Each term carries its provenance:
 - exact: 4-bit storage, 16-bit modules, LoRA sizes — checked against bitsandbytes/PEFT on CPU;
@@ -34,9 +34,9 @@ BNB_BLOCKSIZE = 64  # bitsandbytes quantize_4bit default blocksize
 BNB_NESTED_BLOCKSIZE = 256  # double quant: absmax re-quantized blockwise in blocks of 256
 BNB_OPT_MIN_8BIT = 4096  # bnb Optimizer2State(min_8bit_size): smaller tensors keep 32-bit state
 BNB_OPT_BLOCK = 256  # 8-bit optimizer state is quantized blockwise; one fp32 absmax per block per state
-# CUDA context with lazy module loading + cuBLAS workspace: 0.3-1.0 GiB reported (vram-method §6).
+# CUDA context with lazy module loading + cuBLAS workspace: 0.3-1.0 GiB, as PyTorch users report it.
 CUDA_CONTEXT_BYTES = int(0.5 * GIB)
-# Reserved minus allocated at peak: a few % to ~10 % (vram-method §6); applied to the dynamic part.
+# PyTorch's caching allocator, reserved minus allocated at peak: a few % to ~10 %; applied to the dynamic part.
 ALLOCATOR_OVERHEAD = 0.08
 ALLOCATOR_MIN_BYTES = 64 * MIB
 # Bytes per [token x vocab] element of transformers' default causal-LM loss at its worst moment,

@@ -297,7 +297,7 @@ class TrainingSession:
         prepared = prepare_dataset(cfg.data, tok, seed=cfg.train.seed, progress=self._progress)
         if prepared.chat_template:
             tok.chat_template = prepared.chat_template
-        report = prepared.report.to_dict() if hasattr(prepared.report, "to_dict") else {}
+        report = prepared.report.to_dict()
         run.append_event("dataset", **{k: report.get(k) for k in ("format", "rows", "dropped", "tokens", "truncated", "chat_format")
                                        if k in report})
         if len(prepared.train) == 0:
