@@ -1,4 +1,4 @@
-"""Following a run from its directory: incremental tails, the run's history, and `tui-tuner logs`.
+"""Following a run from its directory: incremental tails, the run's history, and its events as text.
 
 Everything here reads the run directory only (see `tui_tuner.rundir`), so any number of readers
 can attach, detach and re-attach while the detached worker trains: re-attaching replays the whole
@@ -10,6 +10,8 @@ history and then follows live. No Textual, no torch: the monitor screen and the 
 - `LogTail`    the same for train.log (last N lines, harmless noise filtered out).
 - `RunHistory` the series a monitor draws (loss, smoothed loss, eval loss, lr, grad norm, tok/s,
   GPU/CPU samples, peaks, checkpoints, warnings), updated event by event.
+- `format_event` / `follow_events`  one event as one line of text, and a follower printing them:
+  `tui-tuner logs`, a foreground `tui-tuner train` and the worker's train.log use them.
 """
 
 from __future__ import annotations
