@@ -16,24 +16,6 @@ from tui_tuner.errors import UserError
 FLAG = "--trust-remote-code"
 
 
-def _model_dir(name_or_path: str, revision: str | None = None) -> Path | None:
-    """The local folder holding the model's files (a path, the demo, or a cached hub snapshot)."""
-    if name_or_path.strip() == "demo":
-        from tui_tuner import demo
-
-        return demo.demo_path()
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        return p.resolve()
-    try:  # a hub id: its snapshot in the Hugging Face cache, if downloaded (no network: the UI calls this)
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(name_or_path.strip(), "config.json", revision=revision)
-        return Path(hit).parent if isinstance(hit, str) else None
-    except Exception:
-        return None
-
-
 def _auto_map_modules(folder: Path) -> list[str]:
     mods: list[str] = []
     for name in ("config.json", "tokenizer_config.json"):
@@ -58,7 +40,9 @@ def remote_code_files(name_or_path: str, revision: str | None = None) -> list[st
     The modules `auto_map` names come first, then every other `.py` in the folder (a module may
     import its neighbours). A hub model that is not downloaded yet is named as a whole.
     """
-    folder = _model_dir(name_or_path, revision)
+    from tui_tuner.models.refs import local_model_dir
+
+    folder = local_model_dir(name_or_path, revision)
     if folder is None:
         return [f"the Python files of {name_or_path} (not downloaded yet)"]
     files = []

@@ -3,6 +3,9 @@
 transformers' own errors here are misleading (a missing local dir reads as "Repo id must be in
 the form…"), so we check first and fail in one line. A hub id that is neither cached nor
 reachable fails at once too (`tui_tuner.hub` sets HF_HUB_OFFLINE=1 for later loads).
+
+- `resolve_model_ref`  what `from_pretrained` can load (builds the demo / converts a .gguf once).
+- `local_model_dir`    the folder already on this machine, if any (no network, nothing built).
 """
 
 from __future__ import annotations
@@ -54,3 +57,20 @@ def resolve_model_ref(ref: str, *, build_demo: bool = True, progress=None) -> st
         raise UserError(f"cannot reach {hub.HUB_HOST} and '{ref}' is not in the Hugging Face cache",
                         hint="connect to the internet once to download it, or use a local folder or 'demo'")
     return ref
+
+
+def local_model_dir(name_or_path: str, revision: str | None = None) -> Path | None:
+    """The local folder holding the model's files (a path, the demo, or a cached hub snapshot), or
+    None when it is not on this machine. No network and no building: the UI calls this."""
+    if name_or_path.strip() == "demo":
+        return demo.demo_path()
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    try:  # a hub id: its snapshot in the Hugging Face cache, if downloaded
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(name_or_path.strip(), "config.json", revision=revision)
+        return Path(hit).parent if isinstance(hit, str) else None
+    except Exception:
+        return None
