@@ -28,7 +28,6 @@ from tui_tuner.rundir import (
     active_run,
     atomic_write_text,
     active_runs,
-    list_runs,
     new_run_id,
     pid_alive,
     resolve_run,
@@ -370,10 +369,17 @@ def follow(run: RunDir, echo: Callable[[str], None] = print, poll: float = 0.3) 
 
 
 def _fmt_age(t: float | None) -> str:
-    if not t:
-        return "-"
-    d = max(0, time.time() - t)
-    return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+    from tui_tuner.progress import fmt_duration
+
+    return fmt_duration(time.time() - t, "age") if t else "-"
+
+
+def list_runs() -> list[RunDir]:
+    """The run folders, oldest first, for `cmd_runs`, which reads each status itself (the rows of
+    `rundir.list_runs` carry the status already)."""
+    from tui_tuner.rundir import list_runs as run_rows
+
+    return [r.run for r in sorted(run_rows(), key=lambda r: r.run_id)]
 
 
 def cmd_train(args) -> int:

@@ -390,10 +390,36 @@ class RunHistory:
 # Formatting shared by `logs` and the monitor
 
 
-def fmt_duration(seconds: float | None) -> str:
+DURATION_STYLES = ("compact", "words", "age")
+
+
+def fmt_duration(seconds: float | None, style: str = "compact") -> str:
+    """A duration for people, in one of three styles:
+
+    compact  elapsed/ETA in the monitor and `logs`: 42s, 2m05s, 3h01m ("-" when unknown)
+    words    the dry-run plan's time estimates: < 1 s, 42 s, 2 min 05 s, 3 h 01 min, 1.5 days ("?")
+    age      how long ago a run started, in the run lists: 42 s, 2 min, 3.0 h, 2 d ("-")
+    """
+    if style not in DURATION_STYLES:
+        raise ValueError(f"fmt_duration: unknown style {style!r}")
     if seconds is None or not math.isfinite(seconds):
-        return "-"
+        return "?" if style == "words" else "-"
+    if style == "age":
+        d = max(0.0, seconds)
+        if d >= 86400:
+            return f"{d / 86400:.0f} d"
+        return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+    if style == "words" and seconds < 1:
+        return "< 1 s"
     s = int(round(seconds))
+    if style == "words":
+        if s < 60:
+            return f"{s} s"
+        if s < 3600:
+            return f"{s // 60} min {s % 60:02d} s"
+        if s < 86400:
+            return f"{s // 3600} h {s % 3600 // 60:02d} min"
+        return f"{s / 86400:.1f} days"
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     if s >= 60:
