@@ -31,17 +31,37 @@ FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
 SMOOTHING = 0.9  # EMA weight of the smoothed train loss (TensorBoard's default slider value)
 MAX_POINTS = 50_000  # per series; beyond this the series is thinned 2:1 (years of steps stay cheap)
 
-# Lines in train.log that are noise to a user (4-bit works fine without the optional package).
-LOG_NOISE = (
-    re.compile(r"Failed to load CPU gemm_4bit_forward from kernels-community"),
-    re.compile(r"No module named 'kernels'"),
-)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# Library chatter a user cannot act on: a progress bar's last state ("Loading weights: 100%|███| 39/39
-# [00:02<00:00, …]") and Python warnings ("…/modeling_utils.py:3312: FutureWarning: …", followed by
-# the indented source line the warning points at). They stay in train.log; the tail counts them.
+
+# ---------------------------------------------------------------------------------------------
+# Noise: library chatter a user cannot act on. It stays in the log files; what people read (the
+# monitor's log tail, the chat's crash message, the wizard's helper and the chat's export output)
+# leaves it out, through `is_noise`.
+NOISE_TEXTS = (
+    # bitsandbytes on a machine without its optional CPU kernel package (4-bit works without it)
+    "Failed to load CPU gemm_4bit_forward", "No module named 'kernels'", "pip install kernels",
+    # transformers' progress bars while a model loads and while a merged model is written
+    "Loading weights:", "Writing model shards",
+    # the source line Python prints under a warning raised by warnings.warn itself
+    "warnings.warn(",
+)
+# A progress bar's state: "Loading weights: 100%|███| 39/39 [00:02<00:00, …]".
 _TQDM = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")
-_PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
+# A Python warning: "…/modeling_utils.py:3312: FutureWarning: …" (the indented source line it
+# points at follows it).
+_PY_WARNING = re.compile(r"^\S.*\.py:\d+: \w*Warning: ")
+
+
+def is_python_warning(line: str) -> bool:
+    """The first line of a Python warning as the warnings module prints it."""
+    return bool(_PY_WARNING.match(line))
+
+
+def is_noise(line: str) -> bool:
+    """True for a line a user cannot act on: blank, a known library message, a progress bar, a
+    Python warning."""
+    return (not line.strip() or any(t in line for t in NOISE_TEXTS) or bool(_TQDM.search(line))
+            or is_python_warning(line))
 
 
 class EventTail:
@@ -131,14 +151,14 @@ class LogTail:
         new = []
         for line in parts:
             line = _ANSI.sub("", line.split("\r")[-1]).rstrip()  # progress bars redraw with \r
-            if not line or any(p.search(line) for p in LOG_NOISE):
+            if not line:
                 continue
             after_warning, self._after_warning = self._after_warning, False
-            if _PY_WARNING.match(line):
+            if is_python_warning(line):  # hidden and counted, with the source line under it
                 self._after_warning = True
                 self.hidden += 1
                 continue
-            if (after_warning and line.startswith(" ")) or _TQDM.search(line):
+            if is_noise(line) or (after_warning and line.startswith(" ")):
                 continue
             new.append(line)
         self.lines.extend(new)

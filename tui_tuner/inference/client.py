@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tui_tuner.errors import UserError, is_out_of_memory_text, oom_hint
-from tui_tuner.inference.protocol import SERVER_MODULE, dumps, is_noise
+from tui_tuner.inference.protocol import SERVER_MODULE, dumps
+from tui_tuner.progress import is_noise
 
 _ids = itertools.count(1)
 
