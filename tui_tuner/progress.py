@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from tui_tuner.diagnostics import Diagnostics
 
@@ -64,36 +64,65 @@ def is_noise(line: str) -> bool:
             or is_python_warning(line))
 
 
-class EventTail:
+class _Tail:
+    """Reads what was appended to a file since the last read. A file that was replaced (a new inode:
+    atomic rewrites) or truncated is read again from its start, after `_restart` clears what the
+    reader kept of the old one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we are reading
+
+    def _first_offset(self, size: int) -> int:
+        """Where to start in a file seen for the first time."""
+        return 0
+
+    def _restart(self) -> None:
+        """Forget the old file (it was replaced or truncated)."""
+
+    def _open_unread(self) -> tuple[BinaryIO | None, bool]:
+        """(the file, at its first unread byte; None when it is missing or has nothing new, reset)."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return None, False
+        st = os.fstat(fh.fileno())
+        ident = (st.st_dev, st.st_ino)
+        reset = self.ident is not None and (ident != self.ident or st.st_size < self.offset)
+        if reset:
+            self.offset = 0
+            self._restart()
+        elif self.ident is None:
+            self.offset = self._first_offset(st.st_size)
+        self.ident = ident
+        if st.st_size == self.offset:
+            fh.close()
+            return None, reset
+        fh.seek(self.offset)
+        return fh, reset
+
+
+class EventTail(_Tail):
     """Incremental reader of a JSONL file that is appended to (and may be atomically replaced)."""
 
     def __init__(self, path: str | Path, chunk: int = 1 << 20):
-        self.path = Path(path)
+        super().__init__(path)
         self.chunk = chunk
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we are reading
         self.buf = b""
         self.bad_lines = 0
+
+    def _restart(self) -> None:
+        self.buf = b""
 
     def read_new(self) -> tuple[list[dict], bool]:
         """(new complete events, reset). reset=True: the file was replaced or truncated, the
         events returned are the new file from its start and the caller must rebuild its state."""
-        try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            return [], False
+        fh, reset = self._open_unread()
+        if fh is None:
+            return [], reset
+        events: list[dict] = []
         with fh:
-            st = os.fstat(fh.fileno())
-            ident = (st.st_dev, st.st_ino)
-            reset = False
-            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
-                reset = True
-                self.offset, self.buf = 0, b""
-            self.ident = ident
-            if st.st_size == self.offset:
-                return [], reset
-            fh.seek(self.offset)
-            events: list[dict] = []
             while True:
                 data = fh.read(self.chunk)
                 if not data:
@@ -111,40 +140,32 @@ class EventTail:
                         continue
                     if isinstance(ev, dict):
                         events.append(ev)
-            return events, reset
+        return events, reset
 
 
-class LogTail:
+class LogTail(_Tail):
     """The last `max_lines` lines of train.log, read incrementally, without known-harmless noise."""
 
     def __init__(self, path: str | Path, max_lines: int = 500, initial_bytes: int = 256 << 10):
-        self.path = Path(path)
+        super().__init__(path)
         self.lines: deque[str] = deque(maxlen=max_lines)
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None
         self.buf = ""
         self.initial_bytes = initial_bytes
 
+    def _first_offset(self, size: int) -> int:
+        return size - self.initial_bytes if size > self.initial_bytes else 0  # a huge old log: its tail is enough
+
+    def _restart(self) -> None:
+        self.buf = ""
+        self.lines.clear()
+
     def read_new(self) -> tuple[list[str], bool]:
-        try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            return [], False
+        fh, reset = self._open_unread()
+        if fh is None:
+            return [], reset
         with fh:
-            st = os.fstat(fh.fileno())
-            ident = (st.st_dev, st.st_ino)
-            reset = False
-            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
-                reset, self.offset, self.buf = True, 0, ""
-                self.lines.clear()
-            if self.ident is None and st.st_size > self.initial_bytes:
-                self.offset = st.st_size - self.initial_bytes  # a huge old log: its tail is enough
-            self.ident = ident
-            if st.st_size == self.offset:
-                return [], reset
-            fh.seek(self.offset)
             data = fh.read()
-            self.offset += len(data)
+        self.offset += len(data)
         text = self.buf + data.decode("utf-8", errors="replace")
         parts = text.split("\n")
         self.buf = parts.pop()
