@@ -345,15 +345,6 @@ class _Packer:
     def __init__(self, max_length: int):
         self.max_length = max_length
 
-    def _dropped_by_cleaning(self, parts: list[tuple[str, bool]]) -> str | None:
-        """The cleaning rule that drops a row made of (text, trained) parts: "empty" (no text at
-        all), "disclaimers" (a trained part has a disclaimer phrase), or None to keep it."""
-        if self.drop_empty and not any(t.strip() for t, _ in parts):
-            return "empty"
-        if self.phrases and any(trained and self._has_disclaimer(t) for t, trained in parts):
-            return "disclaimers"
-        return None
-
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         flat: list[int] = []
         for ids in batch["input_ids"]:
