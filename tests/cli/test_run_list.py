@@ -61,7 +61,8 @@ def test_no_runs_folder_is_no_runs(tmp_path):
     assert list_runs(home=tmp_path / "nowhere") == []
 
 
-def test_home_screen_runs_screen_and_cli_list_the_same_runs(fresh_home, capsys):
+def test_home_screen_runs_screen_and_cli_list_the_same_runs(fresh_home, capsys, monkeypatch):
+    from tui_tuner import paths
     from tui_tuner.cli import main
     from tui_tuner.ui.screens.home import HomeScreen, read_runs
     from tui_tuner.ui.screens.runs import cells_of, load_rows
@@ -70,7 +71,12 @@ def test_home_screen_runs_screen_and_cli_list_the_same_runs(fresh_home, capsys):
     home_rows, runs_rows = read_runs(), load_rows()
     assert [r.run_id for r in runs_rows] == [r.run_id for r in list_runs()]
     assert [r.run_id for r in home_rows] == [r.run_id for r in runs_rows if r.status is not None]
-    assert main(["runs"]) == 0
+    umask = os.umask(0o022)  # the CLI makes this process private (umask 077): put it back after
+    monkeypatch.setenv(paths.USER_UMASK_ENV, f"{umask:o}")
+    try:
+        assert main(["runs"]) == 0
+    finally:
+        os.umask(umask)
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [line.split()[0] for line in lines] == [r.run_id for r in home_rows]
     # the age column says the same on the home screen and in `tui-tuner runs`, days included
