@@ -126,10 +126,10 @@ def step_export(args) -> int:
     """`tui-tuner export RUN --merge` runs on the CPU: NVML must never list its pid on the GPU."""
     from tui_tuner.rundir import list_runs
 
-    runs = [r for r in list_runs() if (r.path / "adapter" / "adapter_config.json").is_file()]
+    runs = [r.run for r in list_runs() if (r.run.adapter_dir / "adapter_config.json").is_file()]
     if not runs:
         return _verdict(False, "no completed run with an adapter to export (run the chat step first)")
-    run = runs[-1]
+    run = max(runs, key=lambda r: r.run_id)  # the newest
     out = Path(args.dir) / "export-merged"
     import shutil
 
@@ -174,7 +174,7 @@ def step_demo(args) -> int:
     from tui_tuner.rundir import list_runs
 
     def demo_runs():
-        return [r for r in list_runs() if r.run_id.endswith("-demo")]
+        return [r.run for r in list_runs() if r.run_id.endswith("-demo")]
 
     before = {r.run_id for r in demo_runs()}
     t0 = time.time()
@@ -185,7 +185,7 @@ def step_demo(args) -> int:
     except subprocess.TimeoutExpired as e:
         rc, tail = "timeout", str(e)
     new = [x for x in demo_runs() if x.run_id not in before]
-    run = new[-1] if new else None
+    run = max(new, key=lambda r: r.run_id) if new else None
     if run is not None and args.tiny:
         _wait(lambda: any(ev.get("type") == "train" for ev in run.iter_events())
               or run.read_status().state not in ("pending", "running"), args.timeout)

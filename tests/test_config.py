@@ -81,3 +81,13 @@ def test_duplicate_yaml_key_is_refused_with_both_lines(tmp_path):
         load_config(p)
     p.write_text("model: {name_or_path: demo}\ndata: {path: sample}\ntrain: {seed: 1}\nlora: {r: 8}\n")
     assert load_config(p).lora.r == 8  # same key names in different sections are fine
+
+
+def test_true_or_false_is_no_number():
+    """bool is an int to Python; a config's true/false in an int or float field is refused."""
+    with pytest.raises(ConfigError) as ei:
+        from_dict({"lora": {"r": True}, "train": {"learning_rate": False}})
+    text = "\n".join(ei.value.problems)
+    assert "lora.r" in text and "train.learning_rate" in text
+    cfg = from_dict({"lora": {"r": 8.0}, "train": {"learning_rate": 1, "gradient_checkpointing": False}})
+    assert cfg.lora.r == 8 and isinstance(cfg.lora.r, int) and cfg.train.learning_rate == 1.0

@@ -123,7 +123,7 @@ def test_malformed_csv_row_names_the_line(tok, tmp_path):
 
 
 def test_missing_path_and_unknown_type(tok, tmp_path):
-    assert error_of(tok, tmp_path / "nope.jsonl").startswith(f"dataset file not found: {tmp_path / 'nope.jsonl'}")
+    assert error_of(tok, tmp_path / "nope.jsonl").startswith(f"data.path: file not found: {tmp_path / 'nope.jsonl'}")
     p = tmp_path / "data.xyz"
     p.write_text("hello")
     assert "unknown file type '.xyz'" in error_of(tok, p)

@@ -57,12 +57,14 @@ def test_max_steps_overrides_epochs():
     assert (spe, total) == (25, 30) and epochs == pytest.approx(1.2)
 
 
-def test_format_duration():
-    assert plan.format_duration(0.2) == "< 1 s"
-    assert plan.format_duration(42) == "42 s"
-    assert plan.format_duration(125) == "2 min 05 s"
-    assert plan.format_duration(3 * 3600 + 61) == "3 h 01 min"
-    assert plan.format_duration(None) == "?"
+def test_plan_durations_are_in_words():
+    from tui_tuner.progress import fmt_duration
+
+    assert fmt_duration(0.2, "words") == "< 1 s"
+    assert fmt_duration(42, "words") == "42 s"
+    assert fmt_duration(125, "words") == "2 min 05 s"
+    assert fmt_duration(3 * 3600 + 61, "words") == "3 h 01 min"
+    assert fmt_duration(None, "words") == "?"
 
 
 def test_measured_throughput_comes_from_an_earlier_run_of_the_same_model(fresh_home):

@@ -218,19 +218,19 @@ def test_nan_loss_stops_with_a_message(tmp_path):
 
 
 def test_failure_classification():
-    from tui_tuner.worker.train import _is_disk_full, _is_oom
+    from tui_tuner.errors import is_disk_full, is_out_of_memory
 
-    assert _is_disk_full(OSError(28, "No space left on device"))
+    assert is_disk_full(OSError(28, "No space left on device"))
     try:
         try:
             raise OSError(28, "No space left on device")
         except OSError as inner:
             raise RuntimeError("PytorchStreamWriter failed") from inner
     except RuntimeError as outer:
-        assert _is_disk_full(outer)
-    assert not _is_disk_full(ValueError("x"))
-    assert _is_oom(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert not _is_oom(RuntimeError("shape mismatch"))
+        assert is_disk_full(outer)
+    assert not is_disk_full(ValueError("x"))
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 def test_foreground_follow_shows_the_step_total(tmp_path):

@@ -171,17 +171,15 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
         return False, value
     if tp is bool:
         return isinstance(value, bool), value
+    if tp in (int, float) and isinstance(value, bool):
+        return False, value  # true/false is no number (bool is an int to Python)
     if tp is int:
-        if isinstance(value, bool):
-            return False, value
         if isinstance(value, int):
             return True, value
         if isinstance(value, float) and value.is_integer():
             return True, int(value)
         return False, value
     if tp is float:
-        if isinstance(value, bool):
-            return False, value
         if isinstance(value, (int, float)):
             return True, float(value)
         if isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string

@@ -108,18 +108,19 @@ def is_disk_full(exc: BaseException, path=None) -> bool:
     return free is None or free < LOW_SPACE_BYTES
 
 
+def is_out_of_memory_text(text: str) -> bool:
+    """True when `text` (an error message, a line of a process's stderr) says the GPU ran out of memory."""
+    text = text.lower()
+    return any(t in text for t in _OOM_TEXTS)
+
+
 def is_out_of_memory(exc: BaseException | None) -> bool:
     """True when `exc`, or an exception it wraps, is the GPU running out of memory."""
-    for e in exception_chain(exc):
-        if type(e).__name__ == "OutOfMemoryError":
-            return True
-        text = str(e).lower()
-        if any(t in text for t in _OOM_TEXTS):
-            return True
-    return False
+    return any(type(e).__name__ == "OutOfMemoryError" or is_out_of_memory_text(str(e)) for e in exception_chain(exc))
 
 
-# What to do about it depends on when it happened: while loading, batch and length play no part.
+# What to do about it depends on when it happened: while loading, batch and length play no part; while
+# chatting, the conversation's length and max_new_tokens are what grows.
 OOM_TRAIN_HINT = ("lower train.batch_size (raise train.grad_accum to keep the effective batch), lower data.max_length, "
                   "turn on train.gradient_checkpointing, or lower lora.r")
 OOM_LOAD_HINT = ("the model itself does not fit in the GPU's free memory: close other programs using the GPU "
@@ -127,6 +128,17 @@ OOM_LOAD_HINT = ("the model itself does not fit in the GPU's free memory: close 
                  "or choose a smaller model")
 
 
+OOM_CHAT_HINT = ("lower max_new_tokens or shorten the conversation (clear it), close other GPU programs, "
+                 "or wait for training to finish")
+OOM_PHASES = ("load", "train", "chat", "chat-crash")
+
+
 def oom_hint(phase: str) -> str:
-    """The hint for an out-of-memory failure in `phase` ("load" or "train")."""
-    return OOM_LOAD_HINT if phase == "load" else OOM_TRAIN_HINT
+    """The hint for an out-of-memory failure in `phase`: "load" (a training run loading its model),
+    "train" (a training step), "chat" (the chat process loading or generating; it lives on), or
+    "chat-crash" (the chat process died of it)."""
+    if phase not in OOM_PHASES:
+        raise ValueError(f"oom_hint: unknown phase {phase!r}")
+    if phase == "chat-crash":
+        return OOM_CHAT_HINT + ", then restart it"
+    return {"load": OOM_LOAD_HINT, "train": OOM_TRAIN_HINT, "chat": OOM_CHAT_HINT}[phase]

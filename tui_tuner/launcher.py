@@ -30,7 +30,6 @@ from tui_tuner.rundir import (
     pid_alive,
 )
 
-DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 
 
 @contextlib.contextmanager
@@ -114,19 +113,15 @@ def _spawn_worker(run: RunDir, resume: bool, claim: tuple = (None, None, False),
 def preflight(cfg: RunConfig) -> None:
     """Cheap checks before a run directory exists: a bad model or data path fails here, in one line."""
     from tui_tuner import hub
+    from tui_tuner.data.sources import is_hub_id, path_problem
     from tui_tuner.models.refs import resolve_model_ref
 
     resolve_model_ref(cfg.model.name_or_path, build_demo=False)
     data = cfg.data.path.strip()
-    if data == "sample":
-        return
-    p = Path(data).expanduser()
-    if p.exists():
-        return
-    if data.startswith(("/", ".", "~")) or p.suffix.lower() in DATA_SUFFIXES or data.count("/") != 1:
-        raise UserError(f"data.path: file not found: {p}",
-                        hint="give an existing JSON/JSONL/CSV/TSV/Parquet/TXT file or folder, or 'sample'")
-    if not hub.hub_reachable():
+    problem = path_problem(data)
+    if problem is not None:
+        raise problem
+    if is_hub_id(data) and not hub.hub_reachable():
         raise UserError(f"data.path: '{data}' is not a local file and {hub.HUB_HOST} cannot be reached",
                         hint="download the dataset to a file first, or use a local path")
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from tui_tuner.config import RunConfig
 from tui_tuner.errors import UserError
+from tui_tuner.progress import fmt_duration
 
 # Dense bf16 tensor TFLOPS (vendor spec sheets), matched by substring of the NVML name, most
 # specific first. Only used for a rough time when no earlier run of the model was measured.
@@ -180,15 +181,11 @@ def flops_per_token(params: int, gradient_checkpointing: bool) -> float:
 
 def measured_throughput(model: str, device: str | None = None) -> tuple[float, str] | None:
     """Median non-padding tokens/s of the newest earlier run of `model` that logged training steps."""
-    from tui_tuner.errors import RunError
     from tui_tuner.rundir import list_runs
 
-    for run in reversed(list_runs()):
-        try:
-            st = run.read_status_raw()
-        except RunError:
-            continue
-        if st.model != model:
+    for row in sorted(list_runs(), key=lambda r: r.run_id, reverse=True):
+        run, st = row.run, row.status
+        if st is None or st.model != model:
             continue
         tps = []
         dev = None
@@ -234,21 +231,6 @@ def fmt_rate(v: float) -> str:
         m, e = f"{v:e}".split("e")
         return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
     return f"{v:g}"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    if seconds < 1:
-        return "< 1 s"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s / 86400:.1f} days"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,8 +418,8 @@ def format_plan(plan: Plan, *, yaml: bool = True) -> str:
             steps += ")"
     L.append(f"steps      {steps}")
     if plan.seconds_per_epoch is not None:
-        L.append(f"time       ≈ {format_duration(plan.seconds_per_epoch)} per epoch, ≈ "
-                 f"{format_duration(plan.seconds_total)} in all at {plan.tokens_per_second:,.0f} tokens/s "
+        L.append(f"time       ≈ {fmt_duration(plan.seconds_per_epoch, 'words')} per epoch, ≈ "
+                 f"{fmt_duration(plan.seconds_total, 'words')} in all at {plan.tokens_per_second:,.0f} tokens/s "
                  f"({plan.throughput_source})")
     elif plan.throughput_source:
         L.append(f"time       ? ({plan.throughput_source})")

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from tui_tuner.diagnostics import Diagnostics
 from tui_tuner.rundir import FINAL_STATES
@@ -33,49 +33,98 @@ from tui_tuner.rundir import FINAL_STATES
 SMOOTHING = 0.9  # EMA weight of the smoothed train loss (TensorBoard's default slider value)
 MAX_POINTS = 50_000  # per series; beyond this the series is thinned 2:1 (years of steps stay cheap)
 
-# Lines in train.log that are noise to a user (4-bit works fine without the optional package).
-LOG_NOISE = (
-    re.compile(r"Failed to load CPU gemm_4bit_forward from kernels-community"),
-    re.compile(r"No module named 'kernels'"),
-)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# Library chatter a user cannot act on: a progress bar's last state ("Loading weights: 100%|███| 39/39
-# [00:02<00:00, …]") and Python warnings ("…/modeling_utils.py:3312: FutureWarning: …", followed by
-# the indented source line the warning points at). They stay in train.log; the tail counts them.
+
+# ---------------------------------------------------------------------------------------------
+# Noise: library chatter a user cannot act on. It stays in the log files; what people read (the
+# monitor's log tail, the chat's crash message, the wizard's helper and the chat's export output)
+# leaves it out, through `is_noise`.
+NOISE_TEXTS = (
+    # bitsandbytes on a machine without its optional CPU kernel package (4-bit works without it)
+    "Failed to load CPU gemm_4bit_forward", "No module named 'kernels'", "pip install kernels",
+    # transformers' progress bars while a model loads and while a merged model is written
+    "Loading weights:", "Writing model shards",
+    # the source line Python prints under a warning raised by warnings.warn itself
+    "warnings.warn(",
+)
+# A progress bar's state: "Loading weights: 100%|███| 39/39 [00:02<00:00, …]".
 _TQDM = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")
-_PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
+# A Python warning: "…/modeling_utils.py:3312: FutureWarning: …" (the indented source line it
+# points at follows it).
+_PY_WARNING = re.compile(r"^\S.*\.py:\d+: \w*Warning: ")
 
 
-class EventTail:
+def is_python_warning(line: str) -> bool:
+    """The first line of a Python warning as the warnings module prints it."""
+    return bool(_PY_WARNING.match(line))
+
+
+def is_noise(line: str) -> bool:
+    """True for a line a user cannot act on: blank, a known library message, a progress bar, a
+    Python warning."""
+    return (not line.strip() or any(t in line for t in NOISE_TEXTS) or bool(_TQDM.search(line))
+            or is_python_warning(line))
+
+
+class _Tail:
+    """Reads what was appended to a file since the last read. A file that was replaced (a new inode:
+    atomic rewrites) or truncated is read again from its start, after `_restart` clears what the
+    reader kept of the old one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we are reading
+
+    def _first_offset(self, size: int) -> int:
+        """Where to start in a file seen for the first time."""
+        return 0
+
+    def _restart(self) -> None:
+        """Forget the old file (it was replaced or truncated)."""
+
+    def _open_unread(self) -> tuple[BinaryIO | None, bool]:
+        """(the file, at its first unread byte; None when it is missing or has nothing new, reset)."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return None, False
+        st = os.fstat(fh.fileno())
+        ident = (st.st_dev, st.st_ino)
+        reset = self.ident is not None and (ident != self.ident or st.st_size < self.offset)
+        if reset:
+            self.offset = 0
+            self._restart()
+        elif self.ident is None:
+            self.offset = self._first_offset(st.st_size)
+        self.ident = ident
+        if st.st_size == self.offset:
+            fh.close()
+            return None, reset
+        fh.seek(self.offset)
+        return fh, reset
+
+
+class EventTail(_Tail):
     """Incremental reader of a JSONL file that is appended to (and may be atomically replaced)."""
 
     def __init__(self, path: str | Path, chunk: int = 1 << 20):
-        self.path = Path(path)
+        super().__init__(path)
         self.chunk = chunk
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we are reading
         self.buf = b""
         self.bad_lines = 0
+
+    def _restart(self) -> None:
+        self.buf = b""
 
     def read_new(self) -> tuple[list[dict], bool]:
         """(new complete events, reset). reset=True: the file was replaced or truncated, the
         events returned are the new file from its start and the caller must rebuild its state."""
-        try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            return [], False
+        fh, reset = self._open_unread()
+        if fh is None:
+            return [], reset
+        events: list[dict] = []
         with fh:
-            st = os.fstat(fh.fileno())
-            ident = (st.st_dev, st.st_ino)
-            reset = False
-            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
-                reset = True
-                self.offset, self.buf = 0, b""
-            self.ident = ident
-            if st.st_size == self.offset:
-                return [], reset
-            fh.seek(self.offset)
-            events: list[dict] = []
             while True:
                 data = fh.read(self.chunk)
                 if not data:
@@ -93,54 +142,46 @@ class EventTail:
                         continue
                     if isinstance(ev, dict):
                         events.append(ev)
-            return events, reset
+        return events, reset
 
 
-class LogTail:
+class LogTail(_Tail):
     """The last `max_lines` lines of train.log, read incrementally, without known-harmless noise."""
 
     def __init__(self, path: str | Path, max_lines: int = 500, initial_bytes: int = 256 << 10):
-        self.path = Path(path)
+        super().__init__(path)
         self.lines: deque[str] = deque(maxlen=max_lines)
-        self.offset = 0
-        self.ident: tuple[int, int] | None = None
         self.buf = ""
         self.initial_bytes = initial_bytes
 
+    def _first_offset(self, size: int) -> int:
+        return size - self.initial_bytes if size > self.initial_bytes else 0  # a huge old log: its tail is enough
+
+    def _restart(self) -> None:
+        self.buf = ""
+        self.lines.clear()
+
     def read_new(self) -> tuple[list[str], bool]:
-        try:
-            fh = open(self.path, "rb")
-        except FileNotFoundError:
-            return [], False
+        fh, reset = self._open_unread()
+        if fh is None:
+            return [], reset
         with fh:
-            st = os.fstat(fh.fileno())
-            ident = (st.st_dev, st.st_ino)
-            reset = False
-            if self.ident is not None and (ident != self.ident or st.st_size < self.offset):
-                reset, self.offset, self.buf = True, 0, ""
-                self.lines.clear()
-            if self.ident is None and st.st_size > self.initial_bytes:
-                self.offset = st.st_size - self.initial_bytes  # a huge old log: its tail is enough
-            self.ident = ident
-            if st.st_size == self.offset:
-                return [], reset
-            fh.seek(self.offset)
             data = fh.read()
-            self.offset += len(data)
+        self.offset += len(data)
         text = self.buf + data.decode("utf-8", errors="replace")
         parts = text.split("\n")
         self.buf = parts.pop()
         new = []
         for line in parts:
             line = _ANSI.sub("", line.split("\r")[-1]).rstrip()  # progress bars redraw with \r
-            if not line or any(p.search(line) for p in LOG_NOISE):
+            if not line:
                 continue
             after_warning, self._after_warning = self._after_warning, False
-            if _PY_WARNING.match(line):
+            if is_python_warning(line):  # hidden and counted, with the source line under it
                 self._after_warning = True
                 self.hidden += 1
                 continue
-            if (after_warning and line.startswith(" ")) or _TQDM.search(line):
+            if is_noise(line) or (after_warning and line.startswith(" ")):
                 continue
             new.append(line)
         self.lines.extend(new)
@@ -392,10 +433,36 @@ class RunHistory:
 # Formatting shared by `logs` and the monitor
 
 
-def fmt_duration(seconds: float | None) -> str:
+DURATION_STYLES = ("compact", "words", "age")
+
+
+def fmt_duration(seconds: float | None, style: str = "compact") -> str:
+    """A duration for people, in one of three styles:
+
+    compact  elapsed/ETA in the monitor and `logs`: 42s, 2m05s, 3h01m ("-" when unknown)
+    words    the dry-run plan's time estimates: < 1 s, 42 s, 2 min 05 s, 3 h 01 min, 1.5 days ("?")
+    age      how long ago a run started, in the run lists: 42 s, 2 min, 3.0 h, 2 d ("-")
+    """
+    if style not in DURATION_STYLES:
+        raise ValueError(f"fmt_duration: unknown style {style!r}")
     if seconds is None or not math.isfinite(seconds):
-        return "-"
+        return "?" if style == "words" else "-"
+    if style == "age":
+        d = max(0.0, seconds)
+        if d >= 86400:
+            return f"{d / 86400:.0f} d"
+        return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+    if style == "words" and seconds < 1:
+        return "< 1 s"
     s = int(round(seconds))
+    if style == "words":
+        if s < 60:
+            return f"{s} s"
+        if s < 3600:
+            return f"{s // 60} min {s % 60:02d} s"
+        if s < 86400:
+            return f"{s // 3600} h {s % 3600 // 60:02d} min"
+        return f"{s / 86400:.1f} days"
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     if s >= 60:

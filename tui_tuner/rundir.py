@@ -389,23 +389,61 @@ def resolve_run(ref: str | Path) -> RunDir:
     raise RunError(f"no run '{ref}' in {root}", hint="see `tui-tuner runs` for run ids, or pass a run directory")
 
 
-def list_runs() -> list[RunDir]:
-    root = paths.runs_dir()
-    runs = [RunDir(d) for d in root.iterdir() if (d / STATUS_FILE).is_file()]
-    return sorted(runs, key=lambda r: r.path.name)
+@dataclass
+class RunRow:
+    """One run as every run list shows it (`tui-tuner runs`, the home and runs screens): the run
+    folder and its status, with a dead worker's 'running' already read as 'interrupted'."""
+
+    run: RunDir
+    status: Status | None  # None: status.json could not be read; `problem` says why
+    problem: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def path(self) -> str:
+        """The run folder as text (what the screens open)."""
+        return str(self.run.path)
+
+    @property
+    def state(self) -> str:
+        return self.status.state if self.status is not None else "unreadable"
+
+    @property
+    def active(self) -> bool:
+        return self.status is not None and self.status.state in ACTIVE_STATES
+
+    @property
+    def started(self) -> float | None:
+        """When it started (when it was created, for a run that has not started yet)."""
+        return (self.status.started_at or self.status.created_at) if self.status is not None else None
+
+
+def list_runs(home: str | Path | None = None) -> list[RunRow]:
+    """Every run under the runs folder of `home` (a tui-tuner home folder; None: the current one),
+    each with its status, in the order the run lists show them: active runs first, then newest first
+    (run ids start with their start time). A run whose status cannot be read is listed with
+    status None."""
+    root = paths.runs_dir() if home is None else Path(home) / "runs"
+    rows = []
+    for d in root.iterdir() if root.is_dir() else ():
+        if not (d / STATUS_FILE).is_file():
+            continue
+        run = RunDir(d)
+        try:
+            rows.append(RunRow(run, run.read_status()))
+        except RunError as e:
+            rows.append(RunRow(run, None, e.one_line()))
+    rows.sort(key=lambda r: r.run_id, reverse=True)
+    rows.sort(key=lambda r: not r.active)
+    return rows
 
 
 def active_runs() -> list[tuple[RunDir, Status]]:
-    """Every run with a live worker."""
-    out = []
-    for run in list_runs():
-        try:
-            st = run.read_status()
-        except RunError:
-            continue
-        if st.state in ACTIVE_STATES:
-            out.append((run, st))
-    return out
+    """Every run with a live worker, oldest first."""
+    return [(r.run, r.status) for r in sorted(list_runs(), key=lambda r: r.run_id) if r.active]
 
 
 def active_run(gpu: str | None = None) -> tuple[RunDir, Status] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tui_tuner.errors import UserError
+from tui_tuner.errors import UserError, is_disk_full
 from tui_tuner.export import export_adapter, export_gguf, export_merged
 from tui_tuner.inference.target import describe_target
 from tui_tuner.rundir import resolve_run
@@ -32,7 +32,7 @@ def cmd_export(args) -> int:
         else:
             export_merged(target, args.out, dtype=dtype, base=base, trust_remote_code=trust)
     except OSError as e:
-        if e.errno == 28:  # ENOSPC
+        if is_disk_full(e):
             raise UserError(f"--out {args.out}: disk full while exporting; nothing was left at {args.out}",
                             hint="free space or choose another disk") from None
         raise UserError(f"--out {args.out}: {e.strerror or e}", hint="choose a writable folder") from None

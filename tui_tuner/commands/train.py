@@ -8,16 +8,13 @@ import time
 from dataclasses import asdict
 
 from tui_tuner.config import load_config
-from tui_tuner.errors import RunError
+from tui_tuner.progress import fmt_duration
 from tui_tuner.launcher import check_data, launch_run, preflight, resume_run, stop_run
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status, list_runs, resolve_run
 
 
 def _fmt_age(t: float | None) -> str:
-    if not t:
-        return "-"
-    d = max(0, time.time() - t)
-    return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
+    return fmt_duration(time.time() - t, "age") if t else "-"
 
 
 def cmd_train(args) -> int:
@@ -56,29 +53,21 @@ def _final_report(run: RunDir, st: Status) -> int:
 
 
 def cmd_runs(args) -> int:
-    rows = []
-    for run in list_runs():
-        try:
-            st = run.read_status()
-        except RunError:
-            continue
-        rows.append((run, st))
-    # the app's order: running (and pending) first, then newest first
-    rows.sort(key=lambda r: r[0].run_id, reverse=True)
-    rows.sort(key=lambda r: r[1].state not in ACTIVE_STATES)
+    rows = [r for r in list_runs() if r.status is not None]  # already in the app's order
     if args.json:
-        print(json.dumps([{**asdict(st), "path": str(run.path)} for run, st in rows], indent=1))
+        print(json.dumps([{**asdict(r.status), "path": r.path} for r in rows], indent=1))
         return 0
     if not rows:
         print("no runs yet — start one with `tui-tuner` or `tui-tuner train presets/demo.yaml`")
         return 0
     print(f"{'RUN':<44} {'STATE':<12} {'STEP':>11} {'BEST EVAL':>9}  {'STARTED':<16}  {'AGE':>7}")
-    for run, st in rows:
+    for r in rows:
+        st = r.status
         step = f"{st.step}/{st.total_steps or '?'}"
         best = f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-"
-        t = st.started_at or st.created_at
+        t = r.started
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
-        print(f"{run.run_id:<44} {st.state:<12} {step:>11} {best:>9}  {started:<16}  {_fmt_age(t):>7}")
+        print(f"{r.run_id:<44} {st.state:<12} {step:>11} {best:>9}  {started:<16}  {_fmt_age(t):>7}")
     return 0
 
 

@@ -191,6 +191,15 @@ class RowProcessor:
             return None, "disclaimers"
         return self.chat_format.apply(msgs), "ok"
 
+    def _dropped_by_cleaning(self, parts: list[tuple[str, bool]]) -> str | None:
+        """The cleaning rule that drops a row made of (text, trained) parts: "empty" (no text at
+        all), "disclaimers" (a trained part has a disclaimer phrase), or None to keep it."""
+        if self.drop_empty and not any(t.strip() for t, _ in parts):
+            return "empty"
+        if self.phrases and any(trained and self._has_disclaimer(t) for t, trained in parts):
+            return "disclaimers"
+        return None
+
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if self.spec.name == "text":
             return self._text_batch(batch)
@@ -254,11 +263,9 @@ class RowProcessor:
             except BadRow:
                 status[i] = _CODE["bad_rows"]
                 continue
-            if self.drop_empty and not any(t.strip() for t, _ in segs):
-                status[i] = _CODE["empty"]
-                continue
-            if self.phrases and any(lab and self._has_disclaimer(t) for t, lab in segs):
-                status[i] = _CODE["disclaimers"]
+            dropped = self._dropped_by_cleaning(segs)
+            if dropped:
+                status[i] = _CODE[dropped]
                 continue
             hashes[i] = _hash("\x1e".join(f"{int(lab)}\x1f{t}" for t, lab in segs))
             rows.append((i, segs))
@@ -289,11 +296,9 @@ class RowProcessor:
             except BadRow:
                 status[i] = _CODE["bad_rows"]
                 continue
-            if self.drop_empty and not text.strip():
-                status[i] = _CODE["empty"]
-                continue
-            if self.phrases and self._has_disclaimer(text):
-                status[i] = _CODE["disclaimers"]
+            dropped = self._dropped_by_cleaning([(text, True)])
+            if dropped:
+                status[i] = _CODE[dropped]
                 continue
             hashes[i] = _hash(text)
             texts.append(text)

@@ -101,13 +101,45 @@ def load_raw(path: str, *, skip_bad_lines: bool = False, progress: Progress | No
         return _load_dir(p, skip_bad_lines, progress)
     if p.is_file():
         return _load_file(p, skip_bad_lines, progress)
-    if p.exists():
-        raise UserError(f"data.path {p} is not a regular file or folder")
-    if _HUB_ID.match(ref) and not ref.startswith((".", "/", "~")) and not p.suffix.lower() in EXTENSIONS:
-        return _load_hub(ref, progress)
-    raise UserError(f"dataset file not found: {p}",
-                    hint="check the path (JSON, JSONL, CSV, TSV, Parquet, TXT or a save_to_disk folder), "
-                         "or use 'sample'")
+    problem = path_problem(ref)
+    if problem is not None:
+        raise problem
+    return _load_hub(ref, progress)
+
+
+def is_hub_id(ref: str) -> bool:
+    """True when `data.path` names a hub dataset (owner/name) rather than a local file or folder:
+    it reads as owner/name, has no dataset file suffix and nothing of that name is on disk."""
+    ref = (ref or "").strip()
+    p = Path(ref).expanduser()
+    return bool(_HUB_ID.match(ref)) and p.suffix.lower() not in EXTENSIONS and not p.exists()
+
+
+def path_problem(path: str) -> UserError | None:
+    """What is wrong with `data.path` that a look at the disk can tell, before anything is loaded:
+    a local file that is missing, a folder with no dataset file (or with files of several types), a
+    file of a type the loader cannot read (judged by its suffix, else by its first 4 KiB). None when
+    nothing is wrong that way, and for 'sample', a hub id and an empty path (the loader and the
+    config check judge those). The CLI's `train` raises it; the wizard shows its one line."""
+    ref = (path or "").strip()
+    if not ref or ref == "sample" or is_hub_id(ref):
+        return None
+    p = Path(ref).expanduser()
+    try:
+        if p.is_dir():
+            _dataset_files(p)
+        elif p.is_file():
+            _kind_of(p)
+        elif p.exists():
+            raise UserError(f"data.path {p} is not a regular file or folder")
+        else:
+            raise UserError(f"data.path: file not found: {p}",
+                            hint="give an existing JSON/JSONL/CSV/TSV/Parquet/TXT file or folder, or 'sample'")
+    except UserError as e:
+        return e
+    except OSError as e:
+        return UserError(f"data.path {p}: {e.strerror or e}")
+    return None
 
 
 def _load_hub(ref: str, progress: Progress | None) -> Loaded:
@@ -130,10 +162,30 @@ def _load_hub(ref: str, progress: Progress | None) -> Loaded:
     return Loaded(ds, "hub", ref)
 
 
+def _is_saved_dataset(p: Path) -> bool:
+    """A folder written by datasets' save_to_disk."""
+    return (p / "dataset_dict.json").is_file() or (p / "state.json").is_file()
+
+
+def _dataset_files(p: Path) -> list[Path]:
+    """The dataset files in folder `p`, all of one type ([] for a save_to_disk folder); raises
+    UserError when it holds none or several types."""
+    if _is_saved_dataset(p):
+        return []
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
+    kinds = {EXTENSIONS[f.suffix.lower()] for f in files}
+    if not files:
+        raise UserError(f"{p} is a folder with no dataset files",
+                        hint="point to a file, or to a folder written by datasets' save_to_disk")
+    if len(kinds) > 1:
+        raise UserError(f"{p} mixes file types ({', '.join(sorted(kinds))})", hint="point to one file")
+    return files
+
+
 def _load_dir(p: Path, skip_bad_lines: bool, progress: Progress | None) -> Loaded:
     import datasets
 
-    if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
+    if _is_saved_dataset(p):
         try:
             obj = datasets.load_from_disk(str(p))
         except Exception as e:
@@ -144,13 +196,7 @@ def _load_dir(p: Path, skip_bad_lines: bool, progress: Progress | None) -> Loade
                 raise UserError(f"{p}: the saved DatasetDict has no splits")
             obj = obj[split]
         return Loaded(obj, "disk", str(p))
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
-    kinds = {EXTENSIONS[f.suffix.lower()] for f in files}
-    if not files:
-        raise UserError(f"{p} is a folder with no dataset files",
-                        hint="point to a file, or to a folder written by datasets' save_to_disk")
-    if len(kinds) > 1:
-        raise UserError(f"{p} mixes file types ({', '.join(sorted(kinds))})", hint="point to one file")
+    files = _dataset_files(p)
     if len(files) == 1:
         return _load_file(files[0], skip_bad_lines, progress)
     parts = [_load_file(f, skip_bad_lines, progress) for f in files]

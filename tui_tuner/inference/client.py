@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tui_tuner.errors import UserError
-from tui_tuner.inference.protocol import SERVER_MODULE, dumps, is_noise
+from tui_tuner.errors import UserError, is_out_of_memory_text, oom_hint
+from tui_tuner.inference.protocol import SERVER_MODULE, dumps
+from tui_tuner.progress import is_noise
 
 _ids = itertools.count(1)
 
@@ -253,10 +254,9 @@ class InferenceClient:
             return {"message": "the inference process was closed", "hint": None, "expected": True}
         if rc == 0:
             return {"message": "the inference process ended", "hint": "restart it to keep chatting", "expected": False}
-        if "out of memory" in last.lower():
+        if is_out_of_memory_text(last):
             return {"message": f"the inference process ran out of memory: {last[:160]}",
-                    "hint": "shorten the conversation or max_new_tokens, or free GPU memory, then restart",
-                    "expected": False}
+                    "hint": oom_hint("chat-crash"), "expected": False}
         if rc < 0:
             sig = _signal_name(-rc)
             hint = "restart it to keep chatting"

@@ -127,12 +127,6 @@ def _cpu_threads(torch, *, model_path: str | None = None, model=None) -> int:
     return n
 
 
-def _is_oom(exc: BaseException) -> bool:
-    from tui_tuner.errors import is_out_of_memory
-
-    return is_out_of_memory(exc)
-
-
 def chat_prompt(tok, messages: list[dict[str, str]], chat_format=None, **kwargs):
     """The prompt for the next reply, built exactly as training built the text before each reply:
     the same template, the same system-prompt handling (data.templates.ChatFormat), then

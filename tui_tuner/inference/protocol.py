@@ -29,13 +29,6 @@ from typing import Any
 
 SERVER_MODULE = "tui_tuner.inference.server"
 
-# stderr lines that are noise to a user (stack-facts §3: bitsandbytes on CPU; tqdm bars).
-NOISE = ("Failed to load CPU gemm_4bit_forward", "pip install kernels", "Loading weights:")
-
 
 def dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False, default=str) + "\n"
-
-
-def is_noise(line: str) -> bool:
-    return not line.strip() or any(n in line for n in NOISE)

@@ -22,11 +22,8 @@ import threading
 import time
 import traceback
 
-from tui_tuner.errors import UserError
+from tui_tuner.errors import UserError, is_out_of_memory, oom_hint
 from tui_tuner.inference.protocol import dumps
-
-OOM_HINT = ("lower max_new_tokens or shorten the conversation (clear it), close other GPU programs, "
-            "or wait for training to finish")
 
 
 class Server:
@@ -70,11 +67,9 @@ class Server:
             return False
         except Exception as e:  # noqa: BLE001 - reported to the client in one line, traceback on stderr
             traceback.print_exc()
-            from tui_tuner.errors import is_out_of_memory
-
             oom = is_out_of_memory(e)
             self.emit("fatal", message=f"loading failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                      hint=OOM_HINT if oom else None, kind="oom" if oom else "internal")
+                      hint=oom_hint("chat") if oom else None, kind="oom" if oom else "internal")
             return False
         self.emit("ready", info=info)
         return True
@@ -139,14 +134,13 @@ class Server:
             self._finish("error", id=rid, kind="user", message=e.message, hint=e.hint)
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
-            from tui_tuner.inference.engine import _is_oom
-
-            if _is_oom(e):
+            if is_out_of_memory(e):
                 import torch
 
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                self._finish("error", id=rid, kind="oom", message="out of GPU memory while generating", hint=OOM_HINT)
+                self._finish("error", id=rid, kind="oom", message="out of GPU memory while generating",
+                             hint=oom_hint("chat"))
             else:
                 first = str(e).splitlines()[0] if str(e) else ""
                 self._finish("error", id=rid, kind="internal", message=f"{type(e).__name__}: {first}", hint=None)

@@ -29,9 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from tui_tuner.models.vram import Estimate, FitResult
     from tui_tuner.rundir import RunDir
 
-# Lines a child may print that are noise to a user (stack-facts §3: bitsandbytes on CPU).
-_NOISE = ("Failed to load CPU gemm_4bit_forward", "pip install kernels")
-
 
 @dataclass
 class BridgeResult:
@@ -89,7 +86,9 @@ async def call(name: str, request: dict[str, Any], *,
             await proc.wait()
         raise
     if result is None:
-        lines = [ln for ln in err.splitlines() if ln.strip() and not any(n in ln for n in _NOISE)]
+        from tui_tuner.progress import is_noise
+
+        lines = [ln for ln in err.splitlines() if not is_noise(ln)]
         last = lines[-1] if lines else f"exit code {proc.returncode}"
         result = BridgeResult(ok=False, error=f"the {name} helper process failed: {last}")
     return result

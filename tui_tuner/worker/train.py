@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from tui_tuner.config import RunConfig, load_config
-from tui_tuner.errors import UserError, free_bytes, is_disk_full
+from tui_tuner.errors import UserError, free_bytes, is_disk_full, is_out_of_memory, oom_hint
 from tui_tuner.rundir import CHECKPOINT_MARKER, RunDir
 
 EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning", "summary")
@@ -29,15 +29,6 @@ EVENT_STEP_TYPES = ("train", "eval", "system", "memory", "checkpoint", "warning"
 
 def _echo(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-_is_disk_full = is_disk_full  # the classification lives in tui_tuner.errors
-
-
-def _is_oom(exc: BaseException) -> bool:
-    from tui_tuner.errors import is_out_of_memory
-
-    return is_out_of_memory(exc)
 
 
 def _trim_events_for_resume(run: RunDir, step: int) -> None:
@@ -221,9 +212,7 @@ class TrainingSession:
             traceback.print_exc()
         cps = self.run.checkpoints()
         kept = f"; last checkpoint kept: {cps[-1].name}" if cps else ""
-        if _is_oom(e):
-            from tui_tuner.errors import oom_hint
-
+        if is_out_of_memory(e):
             phase = "train" if self.training else "load"
             _memory_event(self.run, getattr(self.events, "step", 0) or 0, "oom-" + phase)
             what = "CUDA out of memory" if self.training else "CUDA out of memory while loading the model"
@@ -541,12 +530,6 @@ def _keep_4bit_layers_trainable_after_eval(model) -> None:
     for m in model.modules():
         if hasattr(m, "support_avx512bf16_for_cpu"):
             m.support_avx512bf16_for_cpu = False
-
-
-def _oom_hint() -> str:
-    from tui_tuner.errors import oom_hint
-
-    return oom_hint("train")
 
 
 def _estimate_context_gib(cfg: RunConfig) -> float | None:

@@ -655,7 +655,7 @@ class ExportDialog(ModalScreen[None]):
     def _run_export(self, flags: list[str]) -> None:
         import subprocess
 
-        from tui_tuner.inference.protocol import is_noise
+        from tui_tuner.progress import is_noise
 
         cmd = [sys.executable, "-m", "tui_tuner", "export", self.run_path, *flags]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -663,7 +663,7 @@ class ExportDialog(ModalScreen[None]):
         lines = []
         for line in self.proc.stdout:
             line = line.rstrip()
-            if is_noise(line) or "Writing model shards" in line or "Warning" in line or "warnings.warn" in line:
+            if is_noise(line):
                 continue
             lines.append(line)
             self.app.call_from_thread(self.query_one("#export-log", RichLog).write, line)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -14,47 +14,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+if TYPE_CHECKING:
+    from tui_tuner.rundir import RunRow
+
 STATE_STYLE = {"running": "bold green", "pending": "yellow", "completed": "cyan", "failed": "bold red",
                "stopped": "magenta", "interrupted": "red"}
 
 
-@dataclass
-class RunRow:
-    run_id: str
-    path: str
-    state: str
-    step: int
-    total_steps: int | None
-    model: str | None
-    age: str
-    error: str | None = None
-
-
-def _age(t: float | None) -> str:
-    if not t:
-        return "-"
-    d = max(0.0, time.time() - t)
-    if d >= 86400:
-        return f"{d / 86400:.0f} d"
-    return f"{d / 3600:.1f} h" if d >= 3600 else f"{d / 60:.0f} min" if d >= 60 else f"{d:.0f} s"
-
-
 def read_runs() -> list[RunRow]:
-    """Every run's status from disk, active ones first, then newest first."""
-    from tui_tuner.errors import RunError
-    from tui_tuner.rundir import ACTIVE_STATES, list_runs
+    """Every readable run from disk, active ones first, then newest first."""
+    from tui_tuner.rundir import list_runs
 
-    rows = []
-    for run in list_runs():
-        try:
-            st = run.read_status()
-        except RunError:
-            continue
-        rows.append(RunRow(run.run_id, str(run.path), st.state, st.step, st.total_steps, st.model,
-                           _age(st.started_at or st.created_at), st.error))
-    rows.sort(key=lambda r: r.run_id, reverse=True)
-    rows.sort(key=lambda r: r.state not in ACTIVE_STATES)
-    return rows
+    return [r for r in list_runs() if r.status is not None]
 
 
 HOW = ("A new fine-tune walks through: model → VRAM fit → dataset → hyperparameters → launch. "
@@ -163,9 +134,13 @@ class HomeScreen(Screen):
 
     @staticmethod
     def _cells(r: RunRow) -> tuple:
-        step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-        model = (r.model or "-").rstrip("/").rsplit("/", 1)[-1]  # Qwen/Qwen2.5-7B-Instruct → Qwen2.5-7B-Instruct
-        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, model, r.age)
+        from tui_tuner.progress import fmt_duration
+
+        st = r.status
+        step = f"{st.step}/{st.total_steps}" if st.total_steps else str(st.step)
+        model = (st.model or "-").rstrip("/").rsplit("/", 1)[-1]  # Qwen/Qwen2.5-7B-Instruct → Qwen2.5-7B-Instruct
+        age = fmt_duration(time.time() - r.started, "age") if r.started else "-"
+        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, model, age)
 
     @work(thread=True, exclusive=True, group="home-gpu", exit_on_error=False)
     def _load_gpu(self) -> None:

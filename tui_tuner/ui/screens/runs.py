@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -22,7 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from tui_tuner.progress import fmt_duration
-from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
+from tui_tuner.rundir import ACTIVE_STATES, RunDir, RunRow
 from tui_tuner.ui.widgets.table_fit import fit_rows, reset_widths
 
 COLUMNS = (("run", "Run"), ("state", "State"), ("progress", "Step"), ("model", "Model"),
@@ -31,33 +30,23 @@ STATE_COLOURS = {"pending": "yellow", "running": "green", "completed": "green", 
                  "interrupted": "red", "failed": "red"}
 
 
-@dataclass
-class RunRow:
-    run: RunDir
-    status: Status | None
-    error: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.status is not None and self.status.state in ACTIVE_STATES
-
-    def cells(self, now: float) -> dict[str, object]:
-        st = self.status
-        if st is None:
-            return {"run": self.run.run_id, "state": Text("unreadable", style="red"), "progress": "-",
-                    "model": "-", "dataset": "-", "best": "-", "started": "-", "elapsed": "-"}
-        end = now if st.state in ACTIVE_STATES else (st.ended_at or st.updated_at)
-        return {
-            "run": self.run.run_id,
-            "state": Text(st.state, style=STATE_COLOURS.get(st.state, "")),
-            "progress": f"{st.step}/{st.total_steps or '?'}",
-            "model": _short((st.model or "").rstrip("/").rsplit("/", 1)[-1] if st.model and not
-                            Path(st.model).is_absolute() else st.model),  # a hub id without its org
-            "dataset": _short(st.dataset),
-            "best": f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-",
-            "started": time.strftime("%m-%d %H:%M", time.localtime(st.started_at)) if st.started_at else "-",
-            "elapsed": fmt_duration(end - st.started_at) if st.started_at else "-",
-        }
+def cells_of(row: RunRow, now: float) -> dict[str, object]:
+    st = row.status
+    if st is None:
+        return {"run": row.run_id, "state": Text("unreadable", style="red"), "progress": "-",
+                "model": "-", "dataset": "-", "best": "-", "started": "-", "elapsed": "-"}
+    end = now if st.state in ACTIVE_STATES else (st.ended_at or st.updated_at)
+    return {
+        "run": row.run_id,
+        "state": Text(st.state, style=STATE_COLOURS.get(st.state, "")),
+        "progress": f"{st.step}/{st.total_steps or '?'}",
+        "model": _short((st.model or "").rstrip("/").rsplit("/", 1)[-1] if st.model and not
+                        Path(st.model).is_absolute() else st.model),  # a hub id without its org
+        "dataset": _short(st.dataset),
+        "best": f"{st.best_eval_loss:.4f}" if st.best_eval_loss is not None else "-",
+        "started": time.strftime("%m-%d %H:%M", time.localtime(st.started_at)) if st.started_at else "-",
+        "elapsed": fmt_duration(end - st.started_at) if st.started_at else "-",
+    }
 
 
 def _short(s: str | None, n: int = 28) -> str:
@@ -69,19 +58,10 @@ def _short(s: str | None, n: int = 28) -> str:
 
 
 def load_rows() -> list[RunRow]:
-    """All runs, active ones first, then newest first."""
-    from tui_tuner.errors import RunError
+    """All runs, active ones first, then newest first (unreadable ones too)."""
     from tui_tuner.rundir import list_runs
 
-    rows = []
-    for run in list_runs():
-        try:
-            rows.append(RunRow(run, run.read_status()))
-        except RunError as e:
-            rows.append(RunRow(run, None, str(e)))
-    rows.sort(key=lambda r: r.run.run_id, reverse=True)
-    rows.sort(key=lambda r: not r.active)
-    return rows
+    return list_runs()
 
 
 class RunsScreen(Screen):
@@ -150,7 +130,7 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         now = time.time()
         new = {r.run.run_id: r for r in message.rows}
-        cells = {run_id: [row.cells(now)[k] for k, _ in COLUMNS] for run_id, row in new.items()}
+        cells = {run_id: [cells_of(row, now)[k] for k, _ in COLUMNS] for run_id, row in new.items()}
         # narrower than the table: the dataset, the model, then the run id give way ("Elapsed" stays)
         fitted = fit_rows(table, [label for _, label in COLUMNS], list(cells.values()), order=(4, 3, 0),
                           keep_end=(4,), middle=(0,))

@@ -34,21 +34,11 @@ HIST_GLYPH = "█"
 
 
 def quick_path_problem(path: str) -> str | None:
-    """The launcher's own cheap check (a missing local file), before any child process starts."""
-    from tui_tuner.errors import UserError
-    from tui_tuner.launcher import DATA_SUFFIXES
+    """The launcher's own cheap check of data.path, before any child process starts."""
+    from tui_tuner.data.sources import path_problem
 
-    data = path.strip()
-    if not data or data == "sample":
-        return None
-    p = Path(data).expanduser()
-    if p.exists():
-        return None
-    if data.startswith(("/", ".", "~")) or p.suffix.lower() in DATA_SUFFIXES or data.count("/") != 1:
-        e = UserError(f"data.path: file not found: {p}",
-                      hint="give an existing JSON/JSONL/CSV/TSV/Parquet/TXT file or folder, or 'sample'")
-        return e.one_line()
-    return None
+    problem = path_problem(path)
+    return problem.one_line() if problem is not None else None
 
 
 BLOCKS = " ▁▂▃▄▅▆▇█"

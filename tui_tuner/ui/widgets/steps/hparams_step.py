@@ -170,6 +170,7 @@ class HparamsStep(WizardStep):
     @work(thread=True, exclusive=True, group="hp-summary", exit_on_error=False)
     def _summary(self, cfg: Any, vram: float | None, data_report: dict | None) -> None:
         from tui_tuner import plan
+        from tui_tuner.progress import fmt_duration
 
         t = Text()
         try:
@@ -194,7 +195,7 @@ class HparamsStep(WizardStep):
         else:
             t.append(f"effective batch {eff}; steps per epoch known once the dataset is inspected")
         if tps and summary and summary.train_tokens:
-            t.append(f" · ≈ {plan.format_duration(summary.train_tokens / tps)} per epoch ({source})")
+            t.append(f" · ≈ {fmt_duration(summary.train_tokens / tps, 'words')} per epoch ({source})")
         elif source:
             t.append(f" · time: {source}", style="dim")
         self.app.call_from_thread(self.query_one("#hp-summary", Static).update, t)
