@@ -36,6 +36,18 @@ class RoutingApp(App[None]):
     # `tui-tuner monitor RUN`: leaving the last screen leaves the app
     exit_with_last_screen = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        from tui_tuner.ui.keymap import load_keymap
+
+        keymap, self.keymap_problem = load_keymap()  # the user's keys (keymap.yaml), by binding id
+        if keymap:
+            self.set_keymap(keymap)
+
+    def on_mount(self) -> None:
+        if self.keymap_problem:
+            self.notify(self.keymap_problem, severity="error", timeout=15)
+
     def open_run(self, run_path: str) -> None:
         """The live monitor of a run."""
         from tui_tuner.ui.screens.monitor import MonitorScreen

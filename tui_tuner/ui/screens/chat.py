@@ -601,7 +601,10 @@ class ExportDialog(ModalScreen[None]):
     ExportDialog .dialog-buttons { height: auto; align-horizontal: right; }
     ExportDialog .dialog-buttons Button { margin-left: 1; }
     """
-    BINDINGS = [Binding("escape", "close", "Close / cancel", show=False)]
+    HELP_TITLE = "Export"
+    HELP_TEXT = ("Export the run's adapter: a merged model, GGUF + an Ollama Modelfile, or the adapter alone, into a "
+                 "folder that must not exist yet. esc closes (and cancels an export under way).")
+    BINDINGS = [Binding("escape", "close", "Close / cancel", show=False, id="export-close")]
 
     def __init__(self, run_path: str, run_id: str, checkpoint: str) -> None:
         super().__init__()
@@ -686,6 +689,7 @@ class ExportDialog(ModalScreen[None]):
         lines = []
         for line in self.proc.stdout:
             line = line.rstrip()
+            # TODO(issue 10): one filter, progress.is_noise(line), instead of these checks.
             if is_noise(line) or "Writing model shards" in line or "Warning" in line or "warnings.warn" in line:
                 continue
             lines.append(line)
