@@ -26,10 +26,6 @@ def state_variable(state: str | None, default: str = "$warning") -> str:
     return f"${tone}" if tone else default
 
 
-def state_text(state: str) -> Text:
-    return Text(state, style=state_colour(state))
-
-
 BADGE_STYLE = {"fits": "bold black on green", "tight": "bold black on yellow",
                "does not fit": "bold white on red", "unknown": "reverse"}
 BADGE_WORD = {"fits": " FITS ", "tight": " TIGHT ", "does not fit": " DOES NOT FIT ", "unknown": " FIT ? "}
