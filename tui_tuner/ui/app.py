@@ -38,6 +38,7 @@ class RoutingApp(App[None]):
 
     def __init__(self) -> None:
         super().__init__()
+        # Before the first key: keys typed while the app starts already follow the user's keymap.
         from tui_tuner.ui.keymap import load_keymap
 
         keymap, self.keymap_problem = load_keymap()  # the user's keys (keymap.yaml), by binding id
