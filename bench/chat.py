@@ -73,19 +73,22 @@ def bench_bare(engine, n: int) -> tuple[float, float]:
 
 
 def bench_client(client, n: int) -> tuple[float, float]:
+    from tui_tuner.inference.events import Done, Tokens
+
     t0 = time.perf_counter()
     rid = client.generate([{"role": "user", "content": PROMPT}], {"max_new_tokens": n, "min_new_tokens": n})
     first = None
     for ev in client.iter_request(rid, timeout=600):
-        if first is None and ev["event"] == "tokens":
+        if first is None and isinstance(ev, Tokens):
             first = time.perf_counter() - t0
-        if ev["event"] == "done":
-            assert ev["tokens"] == n, ev
+        if isinstance(ev, Done):
+            assert ev.tokens == n, ev
     return n / (time.perf_counter() - t0), first
 
 
 def make_pane_app(run: str, client):
-    from tui_tuner.ui.screens.chat import ChatScreen, make_chat_app
+    from tui_tuner.ui.app import make_chat_app
+    from tui_tuner.ui.screens.chat import ChatScreen
 
     sys.path.insert(0, str(ROOT / "tests"))
     from chat_fixtures import SharedClient  # the loaded process, handed over; close() leaves it running
@@ -94,8 +97,8 @@ def make_pane_app(run: str, client):
         first_text_at: float | None = None
         done_at: float | None = None
 
-        async def on_chat_screen_tokens(self, message) -> None:
-            await super().on_chat_screen_tokens(message)
+        async def on_chat_screen_text_message(self, message) -> None:
+            await super().on_chat_screen_text_message(message)
             if self.first_text_at is None and self.active and self.active["widget"].text:
                 self.first_text_at = time.perf_counter()
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tui_tuner.inference.events import Checkpoint, Error, Exit
+
 FAKE_SERVER = Path(__file__).with_name("chat_fake_server.py")
 
 
@@ -54,9 +56,9 @@ class SharedClient:
             c.set_checkpoint(checkpoint)
             while True:
                 ev = c.events.get(timeout=60)
-                if ev.get("event") == "checkpoint":
+                if isinstance(ev, Checkpoint):
                     break
-                assert ev.get("event") not in ("error", "exit"), ev
+                assert not isinstance(ev, (Error, Exit)), ev
         drain(c)
         return self
 

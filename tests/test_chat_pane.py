@@ -13,7 +13,8 @@ from textual.widgets import Input, Select
 from chat_fixtures import SharedClient, fake_client_factory, wait_until
 from tui_tuner.inference.client import InferenceClient
 from tui_tuner.inference.transcript import BASE, TUNED
-from tui_tuner.ui.screens.chat import ChatScreen, ExportDialog, make_chat_app
+from tui_tuner.ui.app import make_chat_app
+from tui_tuner.ui.screens.chat import ChatScreen, ExportDialog
 from tui_tuner.ui.widgets.chat_message import ChatMessage, CompareRow
 
 SIZE = (150, 45)
@@ -60,7 +61,7 @@ async def test_chat_compare_save_and_clear(trained_demo_run, shared, session_hom
     expected = {}
     for side, adapter in ((TUNED, True), (BASE, False)):  # the same process, asked directly
         rid = shared.generate([{"role": "user", "content": Q}], {"max_new_tokens": 128}, adapter=adapter)
-        expected[side] = [ev for ev in shared.iter_request(rid, timeout=120)][-1]["text"]
+        expected[side] = [ev for ev in shared.iter_request(rid, timeout=120)][-1].text
     assert expected[TUNED] != expected[BASE]
 
     app = _app(trained_demo_run, shared)

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import demo_test_config
 from tui_tuner import launcher
-from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
+from tui_tuner.ui.app import MonitorApp
+from tui_tuner.ui.screens.monitor import MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
 from tui_tuner.ui.widgets.gpu_panel import NO_GPU
 

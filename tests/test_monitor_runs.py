@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from textual.app import App
 from textual.widgets import DataTable
 
+from tui_tuner.ui.app import RoutingApp
 from tui_tuner.ui.screens.monitor import MonitorScreen
 from tui_tuner.ui.screens.runs import RunsScreen
 
@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent / "monitor_fixtures"
 WRITER = FIXTURES / "synth_writer.py"
 
 
-class Host(App):
+class Host(RoutingApp):  # opens the screens the runs screen asks for, as TunerApp does
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ui_fixtures import screen_text
 
-from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
+from tui_tuner.ui.app import MonitorApp
+from tui_tuner.ui.screens.monitor import MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
 from tui_tuner.ui.widgets.gpu_panel import NO_GPU
 
@@ -190,7 +191,7 @@ async def test_killed_worker_shows_interrupted_and_offers_resume(tmp_path):
 
 
 async def test_stop_asks_first_then_stops_with_a_checkpoint(tmp_path):
-    from tui_tuner.ui.screens.dialogs import ConfirmDialog
+    from tui_tuner.ui.dialogs import ConfirmDialog
 
     run = tmp_path / "stoppable"
     writer = start_writer(run, "--steps", "6", "--interval", "0.05", "--hang")

@@ -10,7 +10,8 @@ import shutil
 import time
 from pathlib import Path
 
-from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
+from tui_tuner.ui.app import MonitorApp
+from tui_tuner.ui.screens.monitor import MonitorScreen
 
 FIXTURES = Path(__file__).parent / "monitor_fixtures"
 

@@ -97,7 +97,7 @@ async def test_keyboard_walk_to_a_real_run(demo_home):
             assert cfg["train"]["learning_rate"] == pytest.approx(3e-4)
             assert (cfg["train"]["max_steps"], cfg["train"]["batch_size"], cfg["lora"]["r"]) == (3, 2, 8)
             assert (run_path / "status.json").is_file()
-            await wait_until(pilot, lambda: type(app.screen).__name__ in ("MonitorScreen", "RunStatusScreen"),
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "MonitorScreen",
                              what="the run's screen")
         finally:
             _stop(run_path)

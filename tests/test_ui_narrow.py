@@ -6,7 +6,8 @@ import time
 
 from ui_fixtures import screen_lines, screen_text, wait_until
 
-from tui_tuner.ui.screens.monitor import MonitorApp, MonitorScreen
+from tui_tuner.ui.app import MonitorApp
+from tui_tuner.ui.screens.monitor import MonitorScreen
 from tui_tuner.ui.widgets.charts import MetricChart
 
 SMALL = (80, 24)
@@ -95,7 +96,7 @@ async def test_runs_screen_keeps_elapsed_at_100_and_80_columns(fresh_home):
 async def test_chat_footer_shows_every_key_at_80x24(trained_demo_run):
     from chat_fixtures import fake_client_factory
 
-    from tui_tuner.ui.screens.chat import make_chat_app
+    from tui_tuner.ui.app import make_chat_app
 
     app = make_chat_app(str(trained_demo_run.path), client_factory=fake_client_factory("normal"))
     async with app.run_test(size=SMALL) as pilot:
@@ -109,7 +110,8 @@ async def test_chat_footer_shows_every_key_at_80x24(trained_demo_run):
 async def test_export_dialog_fits_80x24_and_enter_in_the_folder_starts_it(trained_demo_run, tmp_path):
     from chat_fixtures import fake_client_factory
 
-    from tui_tuner.ui.screens.chat import ExportDialog, make_chat_app
+    from tui_tuner.ui.app import make_chat_app
+    from tui_tuner.ui.screens.chat import ExportDialog
 
     target = tmp_path / "exported"
     app = make_chat_app(str(trained_demo_run.path), client_factory=fake_client_factory("normal"))

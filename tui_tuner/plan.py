@@ -4,7 +4,7 @@
 dataset summary (rows kept/dropped/truncated, tokens), the VRAM estimate and its fit on the GPU,
 the number of optimizer steps and a time estimate per epoch. Nothing is trained and no run
 directory is created. The dataset part needs a tokenizer (transformers), so the wizard runs it in a
-child process (`tui_tuner.ui.bridge`) and passes the result in as `data_report`.
+child process (`tui_tuner.helper_child`) and passes the result in as `data_report`.
 
 Time per epoch = non-padding tokens per epoch / tokens per second, where tokens per second is, in
 order of preference: measured by an earlier run of the same model on the same device (the worker

@@ -52,7 +52,7 @@ def cmd_chat(args) -> int:
     if not prompts:
         if args.json:
             raise UserError("--json needs --prompt or --prompts", hint="or leave out --json to open the chat pane")
-        from tui_tuner.ui.screens.chat import run_chat_app
+        from tui_tuner.ui.app import run_chat_app
 
         extra = {}
         if trust:

@@ -2,10 +2,11 @@
 
 `InferenceClient(target, checkpoint).start()` spawns `python -m tui_tuner.inference.server` with
 stdin/stdout/stderr as pipes (the child never touches the terminal the UI draws on). Two reader
-threads turn its stdout into events on `client.events` (a queue.Queue of dicts, see `protocol.py`)
-and keep the last stderr lines — minus known noise — for the message shown when it dies. When the
-process ends for any reason the client itself queues an `exit` event saying why, so a crash, a
-kill or an out-of-memory death is a message, never a hung UI.
+threads turn its stdout into typed events on `client.events` (a queue.Queue of the dataclasses in
+`events.py`, parsed from the JSON lines of `protocol.py`) and keep the last stderr lines — minus
+known noise — for the message shown when it dies. When the process ends for any reason the client
+itself queues an `Exit` event saying why, so a crash, a kill or an out-of-memory death is a
+message, never a hung UI.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tui_tuner.errors import UserError, is_out_of_memory_text, oom_hint
+from tui_tuner.inference.events import Checkpoint, Done, EngineEvent, Error, Exit, Fatal, Progress, Ready, Tokens, parse_event
 from tui_tuner.inference.protocol import SERVER_MODULE, dumps
 from tui_tuner.progress import is_noise
 
@@ -78,11 +80,11 @@ class InferenceClient:
         self.server_module = server_module
         self.extra_args = extra_args or []
         self.command = command  # a whole command line instead of the server module (UI tests' scripted backend)
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.events: queue.Queue[EngineEvent] = queue.Queue()
         self.proc: subprocess.Popen | None = None
         self.info: dict[str, Any] | None = None
-        self.fatal: dict[str, Any] | None = None
-        self.exit_event: dict[str, Any] | None = None
+        self.fatal: Fatal | None = None
+        self.exit_event: Exit | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.ready = threading.Event()
         self.exited = threading.Event()
@@ -170,35 +172,33 @@ class InferenceClient:
 
     # -- blocking helpers (CLI, bench, tests) ------------------------------------------------------------
     def wait_ready(self, timeout: float | None = None,
-                   on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         """Consume events until the model is loaded; UserError with the server's words if it fails."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ev = self._get(deadline)
-            kind = ev.get("event")
-            if kind == "progress" and on_progress:
+            if isinstance(ev, Progress) and on_progress:
                 on_progress(ev)
-            elif kind == "ready":
-                return ev["info"]
-            elif kind in ("fatal", "exit"):
-                raise UserError(ev.get("message") or "the inference process failed", ev.get("hint"))
+            elif isinstance(ev, Ready):
+                return ev.info
+            elif isinstance(ev, (Fatal, Exit)):
+                raise UserError(ev.message or "the inference process failed", ev.hint)
 
-    def iter_request(self, rid: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Events of one request up to and including its `done` (UserError on error/exit)."""
+    def iter_request(self, rid: str, timeout: float | None = None) -> Iterator[Tokens | Done]:
+        """Events of one request up to and including its `Done` (UserError on error/exit)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ev = self._get(deadline)
-            kind = ev.get("event")
-            if kind in ("tokens", "done") and ev.get("id") == rid:
+            if isinstance(ev, (Tokens, Done)) and ev.id == rid:
                 yield ev
-                if kind == "done":
+                if isinstance(ev, Done):
                     return
-            elif kind == "error" and ev.get("id") in (rid, None):
-                raise UserError(ev.get("message") or "generation failed", ev.get("hint"))
-            elif kind == "exit":
-                raise UserError(ev.get("message") or "the inference process ended", ev.get("hint"))
+            elif isinstance(ev, Error) and ev.id in (rid, None):
+                raise UserError(ev.message or "generation failed", ev.hint)
+            elif isinstance(ev, Exit):
+                raise UserError(ev.message or "the inference process ended", ev.hint)
 
-    def _get(self, deadline: float | None) -> dict[str, Any]:
+    def _get(self, deadline: float | None) -> EngineEvent:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return self.events.get(timeout=remaining)
@@ -227,29 +227,31 @@ class InferenceClient:
     def _read_stdout(self, err_thread: threading.Thread) -> None:
         for line in self.proc.stdout:
             try:
-                ev = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError:
                 self.stderr_tail.append(line.rstrip("\n"))
                 continue
-            if ev.get("event") == "ready":
-                self.info = ev.get("info")
+            ev = parse_event(obj) if isinstance(obj, dict) else None
+            if ev is None:  # an event kind this client does not know
+                continue
+            if isinstance(ev, Ready):
+                self.info = ev.info
                 self.ready.set()
-            elif ev.get("event") == "fatal":
+            elif isinstance(ev, Fatal):
                 self.fatal = ev
-            elif ev.get("event") == "checkpoint" and self.info is not None:
-                self.info["adapter"] = ev.get("checkpoint")
+            elif isinstance(ev, Checkpoint) and self.info is not None:
+                self.info["adapter"] = ev.checkpoint
             self.events.put(ev)
         rc = self.proc.wait()
         err_thread.join(timeout=2.0)
-        self.exit_event = {"event": "exit", "returncode": rc, **self._exit_reason(rc),
-                           "stderr_tail": list(self.stderr_tail)[-10:]}
+        self.exit_event = Exit(returncode=rc, **self._exit_reason(rc), stderr_tail=list(self.stderr_tail)[-10:])
         self.exited.set()
         self.events.put(self.exit_event)
 
     def _exit_reason(self, rc: int) -> dict[str, Any]:
         last = next((ln.strip() for ln in reversed(self.stderr_tail) if ln.strip()), "")
         if self.fatal:
-            return {"message": self.fatal.get("message"), "hint": self.fatal.get("hint"), "expected": False}
+            return {"message": self.fatal.message, "hint": self.fatal.hint, "expected": False}
         if self._closing and rc in (0, -signal.SIGTERM, -signal.SIGKILL):
             return {"message": "the inference process was closed", "hint": None, "expected": True}
         if rc == 0:

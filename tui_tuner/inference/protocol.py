@@ -20,6 +20,7 @@ Events (server → client stdout):
     {"event": "checkpoint", "checkpoint": str, "checkpoints": [str]}
 The client adds one of its own when the process ends:
     {"event": "exit", "returncode": int|None, "message": str, "stderr_tail": [str]}
+The client parses each event line into the matching dataclass of `events.py` (`parse_event`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""The Textual app: a thin shell that routes between home, the wizard, runs, monitor and chat.
+"""The Textual apps: a thin shell that routes between home, the wizard, runs, monitor and chat.
 
-Screens owned by other parts (monitor, runs, chat) are imported only when opened, so the first
-screen appears without importing them; none of them may import torch in this process.
+This module is the only importer of the screens. A screen never opens another one itself: it
+posts a message from `tui_tuner.ui.messages` (`OpenRun`, `OpenChat`, …) and the app opens the
+screen. Screens are imported only when opened, so the first screen appears without importing the
+others; none of them may import torch in this process.
+
+Also here: `MonitorApp` (`tui-tuner monitor RUN`: the monitor alone) and `run_chat_app`
+(`tui-tuner chat TARGET` without --prompt: the chat pane alone).
 """
 
 from __future__ import annotations
@@ -12,16 +17,84 @@ import sys
 import time
 from typing import Iterable
 
+from pathlib import Path
+
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from tui_tuner.ui.bridge import Services
+from tui_tuner.ui.messages import CloseScreen, OpenChat, OpenDemo, OpenRun, OpenRuns, OpenWizard
 
 HEAVY_MODULES = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes")
 
 
-class TunerApp(App[None]):
+class RoutingApp(App[None]):
+    """What every app here does: open the screen a screen asked for (the messages in ui/messages.py)."""
+
+    # `tui-tuner monitor RUN`: leaving the last screen leaves the app
+    exit_with_last_screen = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Before the first key: keys typed while the app starts already follow the user's keymap.
+        from tui_tuner.ui.keymap import load_keymap
+
+        keymap, self.keymap_problem = load_keymap()  # the user's keys (keymap.yaml), by binding id
+        if keymap:
+            self.set_keymap(keymap)
+
+    def on_mount(self) -> None:
+        if self.keymap_problem:
+            self.notify(self.keymap_problem, severity="error", timeout=15)
+
+    def open_run(self, run_path: str) -> None:
+        """The live monitor of a run."""
+        from tui_tuner.ui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(run_path))
+
+    def open_chat(self, target: str, checkpoint: str | None = None) -> None:
+        from tui_tuner.ui.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(target, checkpoint))
+
+    def action_runs(self) -> None:
+        from tui_tuner.ui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    @on(OpenRun)
+    def _open_run(self, message: OpenRun) -> None:
+        if message.launched:
+            self.last_run_path = message.run_path
+        self.open_run(message.run_path)
+
+    @on(OpenChat)
+    def _open_chat(self, message: OpenChat) -> None:
+        if message.checkpoint is None:
+            self.action_chat(message.target)
+        else:
+            self.open_chat(message.target, message.checkpoint)
+
+    @on(OpenRuns)
+    def _open_runs(self) -> None:
+        self.action_runs()
+
+    @on(CloseScreen)
+    def _close_screen(self) -> None:
+        if self.exit_with_last_screen and len(self.screen_stack) <= 2:
+            self.exit()
+        else:
+            self.pop_screen()
+
+    def action_chat(self, target: str | None = None) -> None:
+        if target:
+            self.open_chat(target)
+
+
+class TunerApp(RoutingApp):
     TITLE = "tui-tuner"
     SUB_TITLE = "QLoRA fine-tuning from the terminal"
     CSS_PATH = "app.tcss"
@@ -70,7 +143,7 @@ class TunerApp(App[None]):
         """The offline demo in the wizard: the demo model, its preset and the bundled FAQ, opened on
         the review step (ctrl+n launches; esc goes back through every step)."""
         from tui_tuner.ui.screens.wizard import WizardScreen
-        from tui_tuner.ui.widgets.steps.hparams_step import apply_preset
+        from tui_tuner.ui.widgets.steps.presets import apply_preset
         from tui_tuner.ui.widgets.steps.state import WizardState
 
         state = WizardState()
@@ -83,29 +156,9 @@ class TunerApp(App[None]):
         self.wizard_state = state
         self.push_screen(WizardScreen(state, start="review"))
 
-    def action_runs(self) -> None:
-        try:
-            from tui_tuner.ui.screens.runs import RunsScreen
-        except ImportError:
-            self.notify("the runs screen is not available in this install; see `tui-tuner runs`",
-                        severity="warning")
-            return
-        self.push_screen(RunsScreen())
-
-    def open_run(self, run_path: str) -> None:
-        """The live monitor of a run (or its status while the monitor is not installed)."""
-        try:
-            from tui_tuner.ui.screens.monitor import MonitorScreen
-        except ImportError:
-            from tui_tuner.ui.screens.home import RunStatusScreen
-
-            self.push_screen(RunStatusScreen(run_path))
-            return
-        self.push_screen(MonitorScreen(run_path))
-
     def action_chat(self, target: str | None = None) -> None:
         if not target:
-            from tui_tuner.ui.screens.dialogs import InputDialog
+            from tui_tuner.ui.dialogs import InputDialog
 
             def chosen(value: str | None) -> None:
                 if value:
@@ -114,13 +167,15 @@ class TunerApp(App[None]):
             self.push_screen(InputDialog("Chat with", "a run id (prefix), a run directory, or a model",
                                          placeholder="e.g. 20260101-120000-demo"), chosen)
             return
-        try:
-            from tui_tuner.ui.screens.chat import ChatScreen
-        except ImportError:
-            self.notify(f"the chat screen is not available in this install; try `tui-tuner chat {target}`",
-                        severity="warning")
-            return
-        self.push_screen(ChatScreen(target))
+        self.open_chat(target)
+
+    @on(OpenWizard)
+    def _open_wizard(self) -> None:
+        self.action_new_run()
+
+    @on(OpenDemo)
+    def _open_demo(self) -> None:
+        self.action_try_demo()
 
     def action_command_palette(self) -> None:
         from textual.command import CommandPalette
@@ -181,3 +236,41 @@ def _palette_once():
             await super()._on_message(message)
 
     return CommandPaletteOnce
+
+
+class MonitorApp(RoutingApp):
+    """`tui-tuner monitor RUN`: the monitor alone (the main app pushes MonitorScreen itself)."""
+
+    TITLE = "tui-tuner monitor"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", priority=True)]
+    exit_with_last_screen = True
+
+    def __init__(self, run_path: str | Path, *, poll: float | None = None) -> None:
+        super().__init__()
+        self.run_path = Path(run_path)
+        self.poll = poll
+
+    def on_mount(self) -> None:
+        from tui_tuner.ui.screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(self.run_path, poll=self.poll))
+
+
+def make_chat_app(target: str, checkpoint: str | None = None, **screen_kwargs) -> TunerApp:
+    """`tui-tuner chat TARGET` without --prompt: the whole app, opened on the chat pane."""
+
+    class ChatApp(TunerApp):
+        CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # relative paths follow the subclass
+
+        def get_default_screen(self) -> Screen:
+            from tui_tuner.ui.screens.chat import ChatScreen
+
+            return ChatScreen(target, checkpoint, **screen_kwargs)
+
+    return ChatApp()
+
+
+def run_chat_app(target: str, checkpoint: str | None = None, **screen_kwargs) -> int:
+    app = make_chat_app(target, checkpoint, **screen_kwargs)
+    app.run()
+    return int(app.return_code or 0)

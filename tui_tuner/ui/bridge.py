@@ -2,13 +2,14 @@
 
 - Torch-free core calls (GPU detection, model discovery, the VRAM estimate) are plain functions on
   `Services`; the screens run them in worker threads.
-- Calls that need transformers (tokenizing a dataset to show lengths and loss masks) run in a
-  child process: `python -m tui_tuner.ui.bridge CALL` reads one JSON request on stdin, prints
-  `{"progress": ...}` lines while it works and one final `{"ok": ...}` line. A `UserError` raised
-  in the child comes back as its own one line (the core's words), never as a traceback.
+- Calls that need transformers (tokenizing a dataset to show lengths and loss masks, building the
+  demo model) run in a child process, `python -m tui_tuner.helper_child CALL` (the child half lives
+  in the core, so nothing under ui/ imports transformers): it reads one JSON request on stdin,
+  prints `{"progress": ...}` lines while it works and one final `{"ok": ...}` line. A `UserError`
+  raised in the child comes back as its own one line (the core's words), never as a traceback.
 
-This module must stay importable without Textual: the child process imports it.
-`Services` is the one object the app talks to; tests swap in fixed data for snapshots only.
+This module does not import Textual. `Services` is the one object the app talks to; tests swap in
+fixed data for snapshots only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import json
 import os
 import sys
-import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tui_tuner.models.sources import ModelEntry
     from tui_tuner.models.vram import Estimate, FitResult
     from tui_tuner.rundir import RunDir
+
+CHILD_MODULE = "tui_tuner.helper_child"  # the child half: the calls themselves
 
 
 @dataclass
@@ -52,7 +54,7 @@ async def call(name: str, request: dict[str, Any], *,
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tui_tuner.ui.bridge", name,
+        sys.executable, "-m", CHILD_MODULE, name,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=env, start_new_session=True,
     )
@@ -150,65 +152,3 @@ class Services:
         from tui_tuner.launcher import launch_run
 
         return launch_run(cfg, detach=True, trust_remote_code=trust_remote_code)
-
-
-# ---------------------------------------------------------------------------------------------
-# The child side
-
-
-def _inspect(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
-    from tui_tuner import plan
-    from tui_tuner.config import from_dict
-
-    cfg = from_dict(req["config"], source="wizard")
-    return plan.inspect_data(cfg, examples=int(req.get("examples", 3)), progress=progress)
-
-
-def _build_demo(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
-    from tui_tuner import demo
-
-    def say(msg: str, fraction: float | None = None) -> None:
-        progress(f"{msg} ({fraction:.0%})" if fraction is not None else msg)
-
-    return {"path": str(demo.ensure_demo_model(progress=say))}
-
-
-CALLS: dict[str, Callable[[dict[str, Any], Callable[[str], None]], Any]] = {
-    "inspect": _inspect,
-    "build_demo": _build_demo,
-}
-
-
-def child_main(argv: list[str]) -> int:
-    # The protocol owns the real stdout; anything a library prints goes to stderr instead.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def emit(obj: dict[str, Any]) -> None:
-        out.write(json.dumps(obj, default=str) + "\n")
-        out.flush()
-
-    name = argv[0] if argv else ""
-    from tui_tuner.errors import ConfigError, UserError
-
-    try:
-        if name not in CALLS:
-            raise UserError(f"unknown bridge call {name!r}")
-        req = json.loads(sys.stdin.read() or "{}")
-        data = CALLS[name](req, lambda msg: emit({"progress": msg}))
-        emit({"ok": True, "data": data})
-        return 0
-    except ConfigError as e:
-        emit({"ok": False, "error": e.message, "hint": e.hint, "problems": e.problems})
-    except UserError as e:
-        emit({"ok": False, "error": e.message, "hint": e.hint})
-    except Exception as e:  # unexpected: one line to the UI, the traceback to the log
-        traceback.print_exc()
-        text = str(e).splitlines()[0] if str(e) else ""
-        emit({"ok": False, "error": f"{type(e).__name__}: {text}"})
-    return 1
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through call()
-    raise SystemExit(child_main(sys.argv[1:]))

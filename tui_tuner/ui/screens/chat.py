@@ -4,9 +4,10 @@ The model lives in a separate inference process (`tui_tuner.inference.server`), 
 the torch-free `InferenceClient`; this screen never imports torch, so it stays responsive while
 the model loads and generates, and closing the pane ends the process (freeing its GPU memory).
 
-Threading (textual-style §d.1): one thread worker per inference process reads its events,
+Threading: one thread worker per inference process reads its typed events (`inference/events.py`),
 coalesces reply text to ≤20 messages a second and `post_message`s them (thread-safe, never
-blocking the reader); all state changes happen in the handlers on the event loop. A process
+blocking the reader); all state changes happen in the handlers on the event loop, which handle
+each event by its type. A process
 that dies (killed, crashed, out of memory) turns into a notice in the conversation and a
 restart key, never a dead app.
 """
@@ -28,6 +29,8 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, RadioButt
 from textual.worker import get_current_worker
 
 from tui_tuner.errors import UserError
+from tui_tuner.inference.events import (Checkpoint, Described, Done, EngineEvent, Error, Exit, Fatal, Progress, Ready,
+                                        Tokens)
 from tui_tuner.inference.params import SamplingParams
 from tui_tuner.inference.target import FINAL, ChatTarget
 from tui_tuner.inference.transcript import BASE, TUNED, Conversation, ReplyRecord
@@ -80,13 +83,22 @@ class ChatScreen(Screen):
     ]
 
     # -- messages from the reader thread -----------------------------------------------------------
-    class EngineEvent(Message):
-        def __init__(self, event: dict[str, Any], incarnation: int) -> None:
+    class EngineMessage(Message):
+        """One typed engine event of inference process number `incarnation`. A newer loading
+        progress replaces one still queued (only the latest fraction is worth drawing)."""
+
+        def __init__(self, event: EngineEvent, incarnation: int) -> None:
             super().__init__()
             self.event = event
             self.incarnation = incarnation
 
-    class Tokens(Message):
+        def can_replace(self, message: Message) -> bool:
+            return (isinstance(message, ChatScreen.EngineMessage) and isinstance(self.event, Progress)
+                    and isinstance(message.event, Progress) and message.incarnation == self.incarnation)
+
+    class TextMessage(Message):
+        """Reply text of request `rid` merged over up to FLUSH_SECONDS; `n` tokens so far."""
+
         def __init__(self, rid: str, text: str, n: int, incarnation: int) -> None:
             super().__init__()
             self.rid, self.text, self.n, self.incarnation = rid, text, n, incarnation
@@ -172,19 +184,18 @@ class ChatScreen(Screen):
         try:
             target = describe_target(self.target_ref, checkpoint)
         except UserError as e:
-            post(self.EngineEvent({"event": "fatal", "message": e.message, "hint": e.hint}, incarnation))
+            post(self.EngineMessage(Fatal(e.message, e.hint), incarnation))
             return
-        post(self.EngineEvent({"event": "described", "target": target}, incarnation))
+        post(self.EngineMessage(Described(target), incarnation))
         try:
             client = self.client_factory(self.target_ref, target.checkpoint if target.is_run else None)
             client.start()
         except Exception as e:  # noqa: BLE001 - e.g. the python executable vanished
-            post(self.EngineEvent({"event": "fatal", "message": f"cannot start the inference process: {e}",
-                                   "hint": None}, incarnation))
+            post(self.EngineMessage(Fatal(f"cannot start the inference process: {e}", None), incarnation))
             return
         self.client = client
         if getattr(client, "info", None):  # a process shared between screens is already loaded
-            post(self.EngineEvent({"event": "ready", "info": client.info}, incarnation))
+            post(self.EngineMessage(Ready(client.info), incarnation))
         self._pump(client, incarnation, worker)
 
     def _pump(self, client, incarnation: int, worker) -> None:
@@ -196,40 +207,52 @@ class ChatScreen(Screen):
                 ev = client.events.get(timeout=FLUSH_SECONDS)
             except queue.Empty:
                 ev = None
-            is_tokens = ev is not None and ev.get("event") == "tokens"
+            is_tokens = isinstance(ev, Tokens)
             if is_tokens:
-                buf = pending.setdefault(ev["id"], ["", 0])
-                buf[0] += ev.get("text", "")
-                buf[1] = ev.get("n", buf[1])
+                buf = pending.setdefault(ev.id, ["", 0])
+                buf[0] += ev.text
+                buf[1] = ev.n
             now = time.perf_counter()
             if pending and (now - last >= FLUSH_SECONDS or (ev is not None and not is_tokens)):
                 for rid, (text, n) in pending.items():
-                    self.post_message(self.Tokens(rid, text, n, incarnation))
+                    self.post_message(self.TextMessage(rid, text, n, incarnation))
                 pending.clear()
                 last = now
             if ev is not None and not is_tokens:
-                self.post_message(self.EngineEvent(ev, incarnation))
-                if ev.get("event") == "exit":
+                self.post_message(self.EngineMessage(ev, incarnation))
+                if isinstance(ev, Exit):
                     return
 
     # -- engine events -------------------------------------------------------------------------------
-    async def on_chat_screen_tokens(self, message: Tokens) -> None:
+    async def on_chat_screen_text_message(self, message: TextMessage) -> None:
         if message.incarnation != self.incarnation or not self.active or message.rid != self.active["rid"]:
             return
         self.text_updates += 1
         await self.active["widget"].write(message.text, message.n)
 
-    async def on_chat_screen_engine_event(self, message: EngineEvent) -> None:
+    async def on_chat_screen_engine_message(self, message: EngineMessage) -> None:
         if message.incarnation != self.incarnation:
             return  # from a process that was replaced
-        ev = message.event
-        kind = ev.get("event")
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is not None:
-            await handler(ev)
+        match message.event:
+            case Described() as ev:
+                await self._on_described(ev)
+            case Progress() as ev:
+                await self._on_progress(ev)
+            case Ready() as ev:
+                await self._on_ready(ev)
+            case Fatal() as ev:
+                await self._on_fatal(ev)
+            case Checkpoint() as ev:
+                await self._on_checkpoint(ev)
+            case Done() as ev:
+                await self._on_done(ev)
+            case Error() as ev:
+                await self._on_error(ev)
+            case Exit() as ev:
+                await self._on_exit(ev)
 
-    async def _on_described(self, ev: dict) -> None:
-        self.target = ev["target"]
+    async def _on_described(self, ev: Described) -> None:
+        self.target = ev.target
         t = self.target
         what = f"run {t.label} · base {t.model_ref}" if t.is_run else f"model {t.label} (no adapter)"
         self.query_one("#chat-title", Static).update(f"Chat · {what}")
@@ -239,14 +262,14 @@ class ChatScreen(Screen):
             self.compare = False
             self.settings.set_compare(False)
 
-    async def _on_progress(self, ev: dict) -> None:
+    async def _on_progress(self, ev: Progress) -> None:
         if self.state in ("starting", "loading"):
             self.state = "loading"
-        self._set_status(f"loading: {ev.get('message')}", progress=ev.get("fraction"))
+        self._set_status(f"loading: {ev.message}", progress=ev.fraction)
 
-    async def _on_ready(self, ev: dict) -> None:
+    async def _on_ready(self, ev: Ready) -> None:
         self.state = "ready"
-        self.info = info = ev.get("info") or {}
+        self.info = info = ev.info or {}
         self.adapter = info.get("adapter")
         tgt = info.get("target") or {}
         if self.target is not None and tgt.get("checkpoints"):
@@ -258,29 +281,29 @@ class ChatScreen(Screen):
         else:
             self.pending_checkpoint = None
 
-    async def _on_fatal(self, ev: dict) -> None:
+    async def _on_fatal(self, ev: Fatal) -> None:
         self.state = "failed"
-        self._set_status(f"✗ {ev.get('message')}", error=True)
-        await self._notice(f"**Could not load the model:** {ev.get('message')}"
-                           + (f"\n\n{ev.get('hint')}" if ev.get("hint") else "")
+        self._set_status(f"✗ {ev.message}", error=True)
+        await self._notice(f"**Could not load the model:** {ev.message}"
+                           + (f"\n\n{ev.hint}" if ev.hint else "")
                            + "\n\nFix it and press **ctrl+r** to try again.")
 
-    async def _on_checkpoint(self, ev: dict) -> None:
-        self.adapter = ev.get("checkpoint")
-        if self.target is not None and ev.get("checkpoints"):
-            self.target.checkpoints = list(ev["checkpoints"])
+    async def _on_checkpoint(self, ev: Checkpoint) -> None:
+        self.adapter = ev.checkpoint
+        if self.target is not None and ev.checkpoints:
+            self.target.checkpoints = list(ev.checkpoints)
         self._status_ready()
         self.notify(f"now answering with {checkpoint_label(self.adapter or '')}", timeout=3)
 
-    async def _on_done(self, ev: dict) -> None:
+    async def _on_done(self, ev: Done) -> None:
         active = self.active
-        if not active or ev.get("id") != active["rid"]:
+        if not active or ev.id != active["rid"]:
             return
-        finish = ev.get("finish")
+        finish = ev.finish
         record: ReplyRecord = active["record"]
-        record.text, record.tokens, record.seconds = ev.get("text", ""), ev.get("tokens", 0), ev.get("seconds", 0.0)
-        record.first_token_seconds, record.finish = ev.get("first_token_seconds"), finish
-        record.checkpoint = ev.get("adapter")
+        record.text, record.tokens, record.seconds = ev.text, ev.tokens, ev.seconds
+        record.first_token_seconds, record.finish = ev.first_token_seconds, finish
+        record.checkpoint = ev.adapter
         note = {"cancelled": "stopped", "length": "hit max new tokens"}.get(finish, "")
         await active["widget"].finish(record.text, stats_line(record.tokens, record.seconds,
                                                               record.first_token_seconds, note),
@@ -290,11 +313,11 @@ class ChatScreen(Screen):
             await self._abandon_queue("not generated (stopped)")
         self._next_request()
 
-    async def _on_error(self, ev: dict) -> None:
-        msg = ev.get("message") or "error"
-        hint = ev.get("hint")
+    async def _on_error(self, ev: Error) -> None:
+        msg = ev.message or "error"
+        hint = ev.hint
         active = self.active
-        if active and ev.get("id") == active["rid"]:
+        if active and ev.id == active["rid"]:
             active["record"].finish = "error"
             await active["widget"].finish(None, f"✗ {msg}" + (f" — {hint}" if hint else ""), state="failed")
             self.active = None
@@ -305,8 +328,8 @@ class ChatScreen(Screen):
             if self.state == "ready":
                 self._status_ready()
 
-    async def _on_exit(self, ev: dict) -> None:
-        if ev.get("expected"):
+    async def _on_exit(self, ev: Exit) -> None:
+        if ev.expected:
             return
         self.state = "failed" if self.state == "failed" else "dead"
         if self.active:
@@ -319,9 +342,9 @@ class ChatScreen(Screen):
         self.last_finished = time.monotonic()
         if self.state == "failed":
             return  # the fatal notice already says why
-        message, hint = ev.get("message"), ev.get("hint")
+        message, hint = ev.message, ev.hint
         self._set_status(f"✗ {message} — ctrl+r restarts it", error=True)
-        tail = [ln for ln in ev.get("stderr_tail") or [] if ln.strip()][-3:]
+        tail = [ln for ln in ev.stderr_tail or [] if ln.strip()][-3:]
         detail = ("\n\n```\n" + "\n".join(tail) + "\n```") if tail else ""
         await self._notice(f"**{message}.** " + (f"{hint}. " if hint else "")
                            + "Press **ctrl+r** to restart it; the conversation is kept." + detail)
@@ -578,7 +601,10 @@ class ExportDialog(ModalScreen[None]):
     ExportDialog .dialog-buttons { height: auto; align-horizontal: right; }
     ExportDialog .dialog-buttons Button { margin-left: 1; }
     """
-    BINDINGS = [Binding("escape", "close", "Close / cancel", show=False)]
+    HELP_TITLE = "Export"
+    HELP_TEXT = ("Export the run's adapter: a merged model, GGUF + an Ollama Modelfile, or the adapter alone, into a "
+                 "folder that must not exist yet. esc closes (and cancels an export under way).")
+    BINDINGS = [Binding("escape", "close", "Close / cancel", show=False, id="export-close")]
 
     def __init__(self, run_path: str, run_id: str, checkpoint: str) -> None:
         super().__init__()
@@ -687,28 +713,3 @@ class ExportDialog(ModalScreen[None]):
             self.proc.terminate()  # the export writes to a hidden staging folder; the target stays clean
             self.notify("export cancelled", severity="warning")
         self.dismiss(None)
-
-
-# ---------------------------------------------------------------------------------------------------
-# `tui-tuner chat TARGET` without --prompt
-
-
-def make_chat_app(target: str, checkpoint: str | None = None, **screen_kwargs):
-    from pathlib import Path
-
-    from tui_tuner.ui import app as app_module
-    from tui_tuner.ui.app import TunerApp
-
-    class ChatApp(TunerApp):
-        CSS_PATH = str(Path(app_module.__file__).with_name("app.tcss"))  # relative paths follow the subclass
-
-        def get_default_screen(self) -> Screen:
-            return ChatScreen(target, checkpoint, **screen_kwargs)
-
-    return ChatApp()
-
-
-def run_chat_app(target: str, checkpoint: str | None = None, **screen_kwargs) -> int:
-    app = make_chat_app(target, checkpoint, **screen_kwargs)
-    app.run()
-    return int(app.return_code or 0)

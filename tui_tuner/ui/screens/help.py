@@ -28,7 +28,7 @@ def _declared_here(cls: type, binding) -> bool:
         if not klass.__module__.startswith("tui_tuner"):
             continue
         for b in klass.__dict__.get("BINDINGS", ()):
-            action = b.action if hasattr(b, "action") else b[1]
+            action = b.action if isinstance(b, Binding) else b[1]  # a Binding, or a (key, action, …) tuple
             if action == binding.action:
                 return True
     return False
@@ -42,7 +42,7 @@ class HelpScreen(ModalScreen[None]):
         border: round $primary; background: $surface; padding: 0 1;
     }
     """
-    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close", show=False)]
+    BINDINGS = [Binding("escape,f1,question_mark,q", "dismiss", "Close", show=False, id="help-close")]
 
     def __init__(self, title: str, rows: list[tuple[str, str]], about: str = "") -> None:
         super().__init__()
@@ -70,8 +70,7 @@ class HelpScreen(ModalScreen[None]):
             seen.add((label, b.description))
             rows.append((label, b.description))
         title = getattr(screen, "HELP_TITLE", None) or type(screen).__name__.removesuffix("Screen")
-        # HELP_TEXT: what the screen is for; Textual's own HELP attribute is accepted as well
-        about = getattr(screen, "HELP_TEXT", "") or getattr(screen, "HELP", "") or ""
+        about = getattr(screen, "HELP_TEXT", "")  # what the screen is for: every screen here has one
         return cls(title, rows, about)
 
     def compose(self) -> ComposeResult:

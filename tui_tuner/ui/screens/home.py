@@ -14,11 +14,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui_tuner.ui.messages import OpenChat, OpenDemo, OpenRun, OpenRuns, OpenWizard
+from tui_tuner.ui.styles import state_colour
+
 if TYPE_CHECKING:
     from tui_tuner.rundir import RunRow
-
-STATE_STYLE = {"running": "bold green", "pending": "yellow", "completed": "cyan", "failed": "bold red",
-               "stopped": "magenta", "interrupted": "red"}
 
 
 def read_runs() -> list[RunRow]:
@@ -140,7 +140,7 @@ class HomeScreen(Screen):
         step = f"{st.step}/{st.total_steps}" if st.total_steps else str(st.step)
         model = (st.model or "-").rstrip("/").rsplit("/", 1)[-1]  # Qwen/Qwen2.5-7B-Instruct → Qwen2.5-7B-Instruct
         age = fmt_duration(time.time() - r.started, "age") if r.started else "-"
-        return (r.run_id, Text(r.state, style=STATE_STYLE.get(r.state, "")), step, model, age)
+        return (r.run_id, Text(r.state, style=state_colour(r.state)), step, model, age)
 
     @work(thread=True, exclusive=True, group="home-gpu", exit_on_error=False)
     def _load_gpu(self) -> None:
@@ -160,64 +160,27 @@ class HomeScreen(Screen):
     # -- actions --------------------------------------------------------------------------------
     @on(OptionList.OptionSelected, "#home-actions")
     def _action_chosen(self, event: OptionList.OptionSelected) -> None:
-        {"new": self.app.action_new_run, "demo": self.app.action_try_demo, "runs": self.app.action_runs,
-         "chat": self.action_chat, "quit": self.app.exit}[event.option.id]()
+        choice = event.option.id
+        if choice == "chat":
+            self.action_chat()
+        elif choice == "quit":
+            self.app.exit()
+        else:
+            self.app.post_message({"new": OpenWizard, "demo": OpenDemo, "runs": OpenRuns}[choice]())
 
     @on(DataTable.RowSelected, "#home-runs")
     def _run_chosen(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(self.runs[str(event.row_key.value)].path)
+        self.app.post_message(OpenRun(self.runs[str(event.row_key.value)].path))
 
     def action_monitor(self) -> None:
         run = self.selected_run()
         if run is None:
             self.notify("no run to monitor yet — press n to start one")
             return
-        self.app.open_run(run.path)
+        self.app.post_message(OpenRun(run.path))
 
     def action_chat(self) -> None:
         """Chat with the highlighted run; with no runs, ask what to chat with."""
         run = self.selected_run()
-        self.app.action_chat(run.path if run else None)
+        self.app.post_message(OpenChat(run.path if run else None))
 
-
-class RunStatusScreen(Screen):
-    """A run's status, refreshed every second: used until the live monitor screen is installed."""
-
-    HELP_TITLE = "Run"
-    DEFAULT_CSS = """
-    RunStatusScreen #run-status { padding: 1 2; height: 1fr; }
-    """
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="run-back")]
-
-    def __init__(self, run_path: str) -> None:
-        super().__init__()
-        self.run_path = run_path
-
-    def compose(self) -> ComposeResult:
-        yield Static("", id="run-status")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self._refresh()
-        self.set_interval(1.0, self._refresh)
-
-    def _refresh(self) -> None:
-        from tui_tuner.errors import RunError
-        from tui_tuner.rundir import RunDir
-
-        run = RunDir(self.run_path)
-        try:
-            st = run.read_status()
-        except RunError as e:
-            self.query_one("#run-status", Static).update(e.one_line())
-            return
-        lines = [f"run      {run.run_id}", f"state    {st.state}" + (f" (pid {st.pid})" if st.pid else ""),
-                 f"progress step {st.step}/{st.total_steps or '?'}", f"model    {st.model}",
-                 f"dataset  {st.dataset}", f"dir      {run.path}"]
-        if st.error:
-            lines.append(f"error    {st.error}")
-        if st.hint:
-            lines.append(f"hint     {st.hint}")
-        lines.append("")
-        lines.append(f"follow it from a shell: tui-tuner logs {run.run_id} -f")
-        self.query_one("#run-status", Static).update("\n".join(lines))

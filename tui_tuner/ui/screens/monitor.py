@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
@@ -32,13 +32,13 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
+from tui_tuner.ui.messages import CloseScreen, OpenChat
+from tui_tuner.ui.styles import state_variable
 from tui_tuner.ui.widgets.charts import Line, MetricChart, fmt_sci
 from tui_tuner.ui.widgets.gpu_panel import GpuPanel, GpuView
 from tui_tuner.ui.widgets.log_tail import LogTailView
 from tui_tuner.ui.widgets.run_progress import RunProgress
 
-STATE_STYLE = {"pending": "$warning", "running": "$success", "completed": "$success", "stopped": "$warning",
-               "interrupted": "$error", "failed": "$error"}
 LOG_RESET = object()  # marker in the pending log lines: train.log was replaced
 
 
@@ -191,7 +191,7 @@ class MonitorScreen(Screen):
         try:
             st, err = self.run.read_status(), None
         except RunError as e:
-            st, err = None, e.one_line() if hasattr(e, "one_line") else str(e)
+            st, err = None, e.one_line()
         cp = self.run.last_checkpoint()
         adapter = (self.run.adapter_dir / "adapter_config.json").is_file()
         with self._lock:
@@ -308,7 +308,7 @@ class MonitorScreen(Screen):
     def _title_text(self) -> str:
         st = self.status
         state = st.state if st else "unknown"
-        style = STATE_STYLE.get(state, "$warning")
+        style = state_variable(state)
         parts = [f"[b]{escape(self.run.run_id)}[/]  [{style} reverse] {state.upper()} [/]"]
         if st is not None:
             if st.model:
@@ -455,10 +455,7 @@ class MonitorScreen(Screen):
         return True
 
     def action_close(self) -> None:
-        if isinstance(self.app, MonitorApp) and len(self.app.screen_stack) <= 2:
-            self.app.exit()
-        else:
-            self.app.pop_screen()
+        self.app.post_message(CloseScreen())
 
     def action_toggle_log_scale(self) -> None:
         self.log_scale = not self.log_scale
@@ -466,7 +463,7 @@ class MonitorScreen(Screen):
         self._draw_charts()
 
     def action_stop(self) -> None:
-        from tui_tuner.ui.screens.dialogs import ConfirmDialog
+        from tui_tuner.ui.dialogs import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -516,14 +513,7 @@ class MonitorScreen(Screen):
 
     def action_chat(self) -> None:
         checkpoint = None if self.has_adapter else self.last_checkpoint
-        try:
-            from tui_tuner.ui.screens.chat import ChatScreen
-        except ImportError:
-            cp = f" --checkpoint {checkpoint}" if checkpoint else ""
-            self.notify(f"the chat screen is not installed; try `tui-tuner chat {self.run.run_id}{cp}`",
-                        severity="warning")
-            return
-        self.app.push_screen(ChatScreen(target=str(self.run.path), checkpoint=checkpoint))
+        self.app.post_message(OpenChat(str(self.run.path), checkpoint))
 
 
 def _train_cfg(run: RunDir):
@@ -533,18 +523,3 @@ def _train_cfg(run: RunDir):
         return load_config(run.config_path).train
     except Exception:  # an old or hand-edited config must not stop anyone watching the run
         return None
-
-
-class MonitorApp(App[None]):
-    """`tui-tuner monitor RUN`: the monitor alone (the main app pushes MonitorScreen itself)."""
-
-    TITLE = "tui-tuner monitor"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", priority=True)]
-
-    def __init__(self, run_path: str | Path, *, poll: float | None = None) -> None:
-        super().__init__()
-        self.run_path = Path(run_path)
-        self.poll = poll
-
-    def on_mount(self) -> None:
-        self.push_screen(MonitorScreen(self.run_path, poll=self.poll))

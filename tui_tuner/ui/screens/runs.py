@@ -22,12 +22,12 @@ from textual.worker import Worker, WorkerState
 
 from tui_tuner.progress import fmt_duration
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, RunRow
+from tui_tuner.ui.messages import OpenChat, OpenRun
+from tui_tuner.ui.styles import state_colour
 from tui_tuner.ui.widgets.table_fit import fit_rows, reset_widths
 
 COLUMNS = (("run", "Run"), ("state", "State"), ("progress", "Step"), ("model", "Model"),
            ("dataset", "Dataset"), ("best", "Best"), ("started", "Started"), ("elapsed", "Elapsed"))
-STATE_COLOURS = {"pending": "yellow", "running": "green", "completed": "green", "stopped": "yellow",
-                 "interrupted": "red", "failed": "red"}
 
 
 def cells_of(row: RunRow, now: float) -> dict[str, object]:
@@ -38,7 +38,7 @@ def cells_of(row: RunRow, now: float) -> dict[str, object]:
     end = now if st.state in ACTIVE_STATES else (st.ended_at or st.updated_at)
     return {
         "run": row.run_id,
-        "state": Text(st.state, style=STATE_COLOURS.get(st.state, "")),
+        "state": Text(st.state, style=state_colour(st.state)),
         "progress": f"{st.step}/{st.total_steps or '?'}",
         "model": _short((st.model or "").rstrip("/").rsplit("/", 1)[-1] if st.model and not
                         Path(st.model).is_absolute() else st.model),  # a hub id without its org
@@ -177,9 +177,7 @@ class RunsScreen(Screen):
         row = self.selected()
         if row is None:
             return
-        from tui_tuner.ui.screens.monitor import MonitorScreen
-
-        self.app.push_screen(MonitorScreen(row.run.path))
+        self.app.post_message(OpenRun(str(row.run.path)))
 
     def action_chat(self) -> None:
         row = self.selected()
@@ -190,13 +188,7 @@ class RunsScreen(Screen):
         if not has_adapter and cp is None:
             self.notify(f"{row.run.run_id} has no adapter or checkpoint yet", severity="warning")
             return
-        try:
-            from tui_tuner.ui.screens.chat import ChatScreen
-        except ImportError:
-            self.notify(f"the chat screen is not installed; try `tui-tuner chat {row.run.run_id}`",
-                        severity="warning")
-            return
-        self.app.push_screen(ChatScreen(target=str(row.run.path), checkpoint=cp))
+        self.app.post_message(OpenChat(str(row.run.path), cp))
 
     def action_delete(self) -> None:
         row = self.selected()
@@ -206,7 +198,7 @@ class RunsScreen(Screen):
             self.notify(f"{row.run.run_id} is {row.status.state}: stop it first (open it, then s)",
                         severity="error")
             return
-        from tui_tuner.ui.screens.dialogs import ConfirmDialog
+        from tui_tuner.ui.dialogs import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
             if yes:

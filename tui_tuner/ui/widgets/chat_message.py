@@ -1,6 +1,6 @@
 """One chat message: a title line, the Markdown body (streamed while generated) and a stats line.
 
-Streaming follows oterm (textual-style §a.6/§d.1): text is appended through a `MarkdownStream`
+Streaming works as in oterm: text is appended through Textual's `MarkdownStream`
 (which merges fragments when the widget is busy); the screen already coalesces tokens to ≤20
 writes a second; when the reply ends the body is re-parsed once from the full text, because an
 incremental append can leave e.g. a half-open code fence rendered wrongly.

@@ -53,7 +53,7 @@ def fit_rows(table: Any, headers: Sequence[str], rows: list[list[Any]], order: S
     width = table.size.width
     if not width or not rows:
         return rows
-    pad = 2 * getattr(table, "cell_padding", 1)
+    pad = 2 * table.cell_padding
     available = width - pad * len(headers) - 1  # one column for the vertical scrollbar
     natural = [max([len(h)] + [cell_len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     floors = [max(len(h), 6) for h in headers]

@@ -329,7 +329,7 @@ class DatasetStep(WizardStep):
         self.action_browse()
 
     def action_browse(self) -> None:
-        from tui_tuner.ui.screens.dialogs import FilePicker
+        from tui_tuner.ui.dialogs import FilePicker
 
         current = str(self.state.get("data.path") or "")
         start = current if current not in ("", "sample") else None

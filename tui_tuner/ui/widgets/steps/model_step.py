@@ -16,30 +16,17 @@ from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, 
 from textual.widgets.option_list import Option
 
 from tui_tuner.errors import UserError
+from tui_tuner.ui.styles import badge
 from tui_tuner.ui.widgets.steps.base import WizardStep
 
 ORIGIN_TITLES = {"demo": "offline demo", "local": "local folder", "cache": "Hugging Face cache",
                  "card": "model cards (offline numbers)", "hub": "from the hub"}
-BADGE_STYLE = {"fits": "bold black on green", "tight": "bold black on yellow",
-               "does not fit": "bold white on red", "unknown": "reverse"}
 
 
 def fmt_params(n: int | None) -> str:
     if not n:
         return "?"
     return f"{n / 1e9:.1f}B" if n >= 0.95e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
-
-
-def fit_verdict(est: Any, vram_gib: float | None) -> str:
-    """fits / tight / does not fit / unknown (the same rule as the review step and --dry-run)."""
-    from tui_tuner.plan import fit_verdict as verdict
-
-    return "unknown" if est is None else verdict(est.fits, est.headroom_gib, vram_gib)
-
-
-def badge(verdict: str) -> Text:
-    word = {"fits": " FITS ", "tight": " TIGHT ", "does not fit": " DOES NOT FIT ", "unknown": " FIT ? "}[verdict]
-    return Text(word, style=BADGE_STYLE[verdict])
 
 
 class ModelStep(WizardStep):
@@ -195,7 +182,7 @@ class ModelStep(WizardStep):
         """Choosing a model that has its own preset (the demo's) applies it, unless the user picked a
         preset; choosing another model afterwards undoes the values that preset set. Paths changed."""
         from tui_tuner.config import RunConfig
-        from tui_tuner.ui.widgets.steps.hparams_step import apply_preset, matching_preset
+        from tui_tuner.ui.widgets.steps.presets import apply_preset, matching_preset
 
         st = self.state
         changed: list[str] = []
@@ -276,6 +263,7 @@ class ModelStep(WizardStep):
 
     def _details_text(self, e: Any, est: Any, est_error: str | None) -> Group:
         from tui_tuner.models.catalog import advice_for
+        from tui_tuner.plan import fit_verdict
 
         g = Table.grid(padding=(0, 1))
         g.add_column(style="bold", no_wrap=True)
@@ -284,7 +272,7 @@ class ModelStep(WizardStep):
         # The fit comes first: at 80x24 the panel shows only its top rows.
         vram = self.state.vram_gib
         if est is not None:
-            verdict = fit_verdict(est, vram)
+            verdict = fit_verdict(est.fits, est.headroom_gib, vram)
             where = (f"on {vram:.0f} GiB" + (f" free ({self.state.gpu.name})" if self.state.gpu else " (your size)")
                      if vram else "— no GPU size yet (VRAM step)")
             line = Text()

@@ -17,6 +17,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Static
 
 from tui_tuner.errors import UserError
+from tui_tuner.ui.messages import OpenRun
 from tui_tuner.ui.widgets.steps.base import WizardStep
 from tui_tuner.ui.widgets.steps.fields import ConfigField
 
@@ -157,7 +158,7 @@ class ReviewStep(WizardStep):
     def launch(self) -> None:
         p = getattr(self, "plan", None)
         if p is not None and p.fit == "does not fit":
-            from tui_tuner.ui.screens.dialogs import ConfirmDialog
+            from tui_tuner.ui.dialogs import ConfirmDialog
 
             def answered(yes: bool | None) -> None:
                 if yes:
@@ -176,7 +177,7 @@ class ReviewStep(WizardStep):
             self._start()
             return
         from tui_tuner.remote_code import remote_code_files
-        from tui_tuner.ui.screens.dialogs import ConfirmDialog
+        from tui_tuner.ui.dialogs import ConfirmDialog
 
         files = "\n".join(f"  {f}" for f in remote_code_files(cfg.model.name_or_path, cfg.model.revision)) or "  (none found)"
         self.app.push_screen(ConfirmDialog(
@@ -208,6 +209,5 @@ class ReviewStep(WizardStep):
 
     def _launched(self, run_path: str) -> None:
         self.query_one("#review-launch", Button).disabled = False
-        self.app.last_run_path = run_path
         self.app.pop_screen()
-        self.app.open_run(run_path)
+        self.app.post_message(OpenRun(run_path, launched=True))

@@ -15,8 +15,8 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Static
 
 from tui_tuner.errors import UserError
+from tui_tuner.ui.styles import badge
 from tui_tuner.ui.widgets.steps.base import WizardStep
-from tui_tuner.ui.widgets.steps.model_step import badge, fit_verdict
 from tui_tuner.ui.widgets.vram_bar import VramBar
 
 
@@ -163,6 +163,8 @@ class VramStep(WizardStep):
         self.app.call_from_thread(self._show_estimate, est, fit, err, vram)
 
     def _show_estimate(self, est: Any, fit: Any, err: str | None, vram: float | None) -> None:
+        from tui_tuner.plan import fit_verdict
+
         summary = self.query_one("#vram-summary", Static)
         bar = self.query_one(VramBar)
         if err is not None or est is None:
@@ -179,7 +181,7 @@ class VramStep(WizardStep):
         t.append(f"{est.model} · batch {s['batch_size']} × {s['seq_len']} tokens · LoRA r {s['lora_r']} · "
                  f"checkpointing {'on' if s['gradient_checkpointing'] else 'OFF'} · {s['optim']}\n")
         t.append(f"          {est.total_gib:.2f} GiB peak ({est.phase} pass)  ")
-        verdict = fit_verdict(est, vram)
+        verdict = fit_verdict(est.fits, est.headroom_gib, vram)
         t.append_text(badge(verdict))
         free = " free" if self.state.gpu is not None else ""  # a detected GPU: its free memory
         if vram and est.headroom_gib is not None and est.headroom_gib >= 0:

@@ -24,9 +24,11 @@ _DIALOG_CSS = """
 
 
 class ConfirmDialog(ModalScreen[bool]):
+    HELP_TITLE = "Confirm"
+    HELP_TEXT = "A question before something that cannot be undone: y or the highlighted button answers, esc cancels."
     DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmDialog")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False),
-                Binding("y", "confirm", "Yes", show=False)]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, id="dialog-cancel"),
+                Binding("y", "confirm", "Yes", show=False, id="dialog-yes")]
 
     def __init__(self, title: str, message: str, yes: str = "Yes", no: str = "Cancel") -> None:
         super().__init__()
@@ -55,8 +57,10 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class InputDialog(ModalScreen[str | None]):
+    HELP_TITLE = "Input"
+    HELP_TEXT = "Type the answer and press enter; esc cancels."
     DEFAULT_CSS = _DIALOG_CSS.format(name="InputDialog")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, id="dialog-cancel")]
 
     def __init__(self, title: str, message: str, value: str = "", placeholder: str = "") -> None:
         super().__init__()
@@ -94,9 +98,12 @@ class FilePicker(ModalScreen[Path | None]):
     FilePicker > Vertical { height: 90%; width: 90; }
     FilePicker DirectoryTree { height: 1fr; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False),
-                Binding("backspace", "up", "Parent folder", show=False),
-                Binding("ctrl+d", "choose_dir", "Choose folder", show=False)]
+    HELP_TITLE = "Choose a file"
+    HELP_TEXT = ("Browse the folders: enter opens a folder or chooses a file, backspace goes to the parent folder, "
+                 "ctrl+d chooses the highlighted folder (a dataset saved with `save_to_disk`).")
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False, id="dialog-cancel"),
+                Binding("backspace", "up", "Parent folder", show=False, id="picker-up"),
+                Binding("ctrl+d", "choose_dir", "Choose folder", show=False, id="picker-choose-folder")]
 
     def __init__(self, start: str | Path | None = None, title: str = "Choose a dataset file") -> None:
         super().__init__()
