@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     # 2 core
     "data": 2, "models": 2, "rundir": 2, "gpu": 2, "devices": 2, "hub": 2, "remote_code": 2, "progress": 2,
     "inference": 2, "worker": 2, "plan": 2, "launcher": 2, "export": 2, "gguf_export": 2, "ollama_template": 2,
+    "helper_child": 2,  # the child half of the UI's helper process (runs transformers, not Textual)
     # 3 the Textual app
     "ui": 3,
     # 4 the command line: the argparse table and the command handlers
