@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests run on the CPU even on a machine with a GPU, so their results do not depend on the box:
 # CUDA_VISIBLE_DEVICES="" hides every GPU from torch here and in every worker/chat process the
 # tests start (the launcher keeps "" as "no GPU"). GPU facts are simulated at the boundary
-# (tests/gpu_fakes.py); bench/gpu_check.sh exercises the real GPU.
+# (tests/helpers/gpu_fakes.py); bench/gpu_check.sh exercises the real GPU.
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 # The machine-wide GPU claims (tui_tuner.gpu_claims) of this test session stay in its own folder.
 os.environ["TUI_TUNER_GPU_CLAIMS"] = tempfile.mkdtemp(prefix="tt-gpu-claims-")
@@ -48,38 +48,10 @@ def fresh_home(tmp_path, monkeypatch, session_home) -> Path:
     return home
 
 
-def wait_for(pred, timeout=240.0, poll=0.1, what="condition"):
-    """Poll pred() until it returns something true (returned), else fail naming `what`."""
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def train_steps(run) -> list[int]:
-    """The steps of a run's `train` events, in order (a step logged twice shows up twice)."""
-    return [ev["step"] for ev in run.iter_events() if ev["type"] == "train"]
-
-
-def demo_test_config(**train_overrides):
-    """presets/demo.yaml, shortened for tests (the real preset trains for about a minute)."""
-    from tui_tuner import paths
-    from tui_tuner.config import load_config
-
-    cfg = load_config(paths.presets_dir() / "demo.yaml")
-    for key, value in {"max_steps": 12, "save_steps": 6, "eval_steps": 6, **train_overrides}.items():
-        setattr(cfg.train, key, value)
-    return cfg
-
-
 @pytest.fixture(scope="session")
 def trained_demo_run(session_home):
     """A real demo run (4-bit base + LoRA) trained to completion once per test session."""
+    from helpers.runs import demo_test_config
     from tui_tuner.launcher import launch_run
 
     cfg = demo_test_config()
