@@ -6,23 +6,11 @@ import json
 import os
 
 import pytest
-from helpers.data import conv, make_tokenizer, write_jsonl
+from helpers.data import conv, prep, write_jsonl
 
 from tui_tuner import cli
-from tui_tuner.config import DataConfig
 from tui_tuner.data import sources
-from tui_tuner.data.prepare import prepare_dataset
 from tui_tuner.errors import UserError
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer("qwen2.5")
-
-
-def prep(tok, path, **kw):
-    kw.setdefault("val_ratio", 0)
-    return prepare_dataset(DataConfig(path=str(path), **kw), tok, seed=0)
 
 
 def error_of(tok, path, **kw) -> str:

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-from helpers.data import conv, make_tokenizer, trained_runs, write_jsonl
+from helpers.data import conv, prep, trained_runs, write_jsonl
 
-from tui_tuner.config import CleaningConfig, DataConfig
-from tui_tuner.data.prepare import prepare_dataset
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer("qwen2.5")
-
-
-def prep(tok, path, seed=0, **kw):
-    kw.setdefault("val_ratio", 0)
-    return prepare_dataset(DataConfig(path=str(path), **kw), tok, seed=seed)
+from tui_tuner.config import CleaningConfig
 
 
 def dirty_rows():

@@ -5,21 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.data import conv, make_tokenizer, trained_runs, write_jsonl
+from helpers.data import conv, prep, trained_runs, write_jsonl
 
-from tui_tuner.config import DataConfig
-from tui_tuner.data.prepare import prepare_dataset
 from tui_tuner.errors import UserError
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer("qwen2.5")
-
-
-def prep(tok, path, **kw):
-    kw.setdefault("val_ratio", 0)
-    return prepare_dataset(DataConfig(path=str(path), **kw), tok, seed=0)
 
 
 def rendered(tok, data, i=0):

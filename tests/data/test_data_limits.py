@@ -15,11 +15,6 @@ from tui_tuner.data import prepare
 from tui_tuner.data.prepare import prepare_dataset
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer("qwen2.5")
-
-
 def test_a_multi_megabyte_row_is_dropped_as_too_long_without_being_tokenized(tok, tmp_path, monkeypatch):
     encoded: list[int] = []
     real_encode = prepare.RowProcessor._encode

@@ -32,6 +32,13 @@ async def palette_go(pilot, step: int) -> None:
                      and pilot.app.screen.index == step - 1, what=f"step {step}")
 
 
+async def wizard_at(pilot, step: int):
+    """Open the wizard from home and jump to `step`; the wizard screen."""
+    await open_wizard(pilot)
+    await palette_go(pilot, step)
+    return wizard(pilot.app)
+
+
 async def choose_model_ref(pilot, ref: str) -> None:
     """Type a model reference into the field under the list and press enter."""
     scr = wizard(pilot.app)
@@ -128,9 +135,7 @@ async def test_no_gpu_asks_for_a_size_then_fits_and_autofits(fresh_home):
 async def test_invalid_value_blocks_next_with_the_core_message(fresh_home):
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 4)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 4)
         assert app.focused.id == "e-train-learning_rate"
         await pilot.press("tab", "tab", "tab")  # epochs → max steps → batch size
         assert app.focused.id == "e-train-batch_size"
@@ -153,9 +158,7 @@ async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(f
     What each field shows must be what the config gets, and nothing may keep running afterwards."""
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 4)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 4)
         assert app.focused.id == "e-train-learning_rate"
         # (keys bound to actions, like tab and ctrl+u, are handled after the bubbling of the keys
         # typed with them, also in a real terminal: only text comes in a burst)
@@ -193,9 +196,7 @@ async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(f
 async def test_going_back_and_forth_keeps_every_value(fresh_home):
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 4)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 4)
         await pilot.press("ctrl+u", *"1e-4")  # learning rate (focused first)
         await pilot.press("tab", "ctrl+u", "3")  # epochs
         await pilot.pause()
@@ -277,9 +278,7 @@ async def test_review_saves_the_yaml_anywhere(fresh_home, tmp_path):
 
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 5)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 5)
         scr.query_one("#review-save-path").focus()
         target = tmp_path / "sub" / "my-run.yaml"
         await pilot.press(*str(target), "enter")
@@ -309,9 +308,7 @@ async def test_file_browser_picks_the_dataset_file(fresh_home, tmp_path, monkeyp
     data.write_text('{"prompt": "hi", "completion": "hello"}\n', encoding="utf-8")
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 3)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 3)
         await pilot.press("ctrl+o")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "FilePicker", what="the file browser")
         tree = app.screen.query_one("#picker-tree")
@@ -336,9 +333,7 @@ async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home
                              step=5, total_steps=50, model="demo"))
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
-        await open_wizard(pilot)
-        await palette_go(pilot, 5)
-        scr = wizard(app)
+        scr = await wizard_at(pilot, 5)
         await pilot.press("ctrl+n")
         status = scr.query_one("#review-status")
         await wait_until(pilot, lambda: "already training" in str(status.content), what="the refusal")
