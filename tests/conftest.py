@@ -1,7 +1,12 @@
-"""Shared fixtures.
+"""Shared fixtures, and the rule that keeps the fast lane fast.
 
 The whole test session uses one throwaway TUI_TUNER_HOME so the demo model is built once;
 `fresh_home` gives a test its own empty home (runs dir) that still shares that demo model.
+
+Lanes: `pytest -m "not slow"` trains nothing and loads no real model; `pytest` runs everything.
+A test that uses a fixture in SLOW_FIXTURES (directly or through another fixture) is marked slow
+here, so it cannot be forgotten; a test not marked slow that starts the training worker fails.
+Shared helpers are in tests/helpers/.
 """
 
 from __future__ import annotations
@@ -24,6 +29,32 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["TUI_TUNER_GPU_CLAIMS"] = tempfile.mkdtemp(prefix="tt-gpu-claims-")
 
 
+# Fixtures that train the demo or load a real model or tokenizer: their users are slow.
+# (qwen3: tests/data/test_masks_reference.py's real Qwen3 tokenizer, built from 151,643 BPE ranks.)
+SLOW_FIXTURES = frozenset({"trained_demo_run", "gemma_gguf", "qwen3"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def fast_lane_trains_nothing(request, monkeypatch):
+    """A test not marked slow must not start the training worker (that takes tens of seconds here)."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    from tui_tuner import launcher
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts the training worker but is not marked slow: "
+                             "mark it @pytest.mark.slow (it then runs only in the full lane)")
+
+    monkeypatch.setattr(launcher, "_spawn_worker", refuse)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("tt-home")
@@ -36,14 +67,26 @@ def session_home(tmp_path_factory) -> Path:
         os.environ["TUI_TUNER_HOME"] = old
 
 
+@pytest.fixture(scope="session")
+def demo_model(session_home) -> Path:
+    """The demo model, built once per session (seconds; random weights, nothing trained)."""
+    from tui_tuner import demo
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUI_TUNER_HOME", str(session_home))  # whatever home the first user's test has set
+    try:
+        return demo.ensure_demo_model()
+    finally:
+        mp.undo()
+
+
 @pytest.fixture
-def fresh_home(tmp_path, monkeypatch, session_home) -> Path:
-    """An empty home for this test; the session's demo model (if built) is linked in."""
+def fresh_home(tmp_path, monkeypatch, demo_model) -> Path:
+    """An empty home for this test with the session's demo model linked in (so the app, the CLI and
+    their child processes never build it again)."""
     home = tmp_path / "home"
     home.mkdir()
-    demo = session_home / "demo-model"
-    if demo.exists():
-        (home / "demo-model").symlink_to(demo)
+    (home / "demo-model").symlink_to(demo_model)
     monkeypatch.setenv("TUI_TUNER_HOME", str(home))
     return home
 
