@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 from pathlib import Path
-
-import trl
 
 from helpers.data import TEMPLATES as HERE
 from helpers.data import small_tokenizer
 
-TRL_TEMPLATES = Path(trl.__file__).parent / "chat_templates"
+TRL_TEMPLATES = Path(importlib.util.find_spec("trl").origin).parent / "chat_templates"  # found without importing trl
 
 # family -> (template, original template it must render like (None = itself), specials, bos, eos)
 _QWEN = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

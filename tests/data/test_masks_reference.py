@@ -1,6 +1,6 @@
 """Our trained tokens == transformers' assistant mask on {% generation %}-marked templates (TRL 1.16's
 training templates, or marked copies of shipped templates), for every family and a corpus of tricky
-conversations; train/chat parity; a real Qwen tokenizer end to end. See tests/masks_reference.py."""
+conversations; train/chat parity; a real Qwen tokenizer end to end. See tests/data/masks_reference.py."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-import torch
 
 from helpers.runs import demo_test_config
 
@@ -36,6 +35,7 @@ def keep_signal_handlers():
 
 
 def test_oom_while_loading_the_model_says_the_model_does_not_fit(fresh_home, monkeypatch, keep_signal_handlers):
+    import torch
     from transformers import AutoModelForCausalLM
 
     def oom(*a, **k):  # what bitsandbytes' quantization on a full GPU raises: the caching allocator's OOM
@@ -52,6 +52,7 @@ def test_oom_while_loading_the_model_says_the_model_does_not_fit(fresh_home, mon
 
 def test_oom_in_a_training_step_as_accelerator_error_gets_the_batch_hint(fresh_home, monkeypatch,
                                                                           keep_signal_handlers):
+    import torch
     from transformers import Trainer
 
     def oom(*a, **k):  # a kernel launch failing for memory: AcceleratorError, wrapped by the step

@@ -9,7 +9,6 @@ import os
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from helpers.gpu_fakes import GIB, RTX_3060, RTX_3090, T4, Dev, fake_torch, use_nvml
 from tui_tuner import gpu as gpus
@@ -19,6 +18,8 @@ from tui_tuner.worker import devices
 
 # --- finding 13: tests never train on CUDA -----------------------------------------------------
 def test_tests_hide_every_gpu_and_the_worker_env_keeps_it_hidden(monkeypatch):
+    import torch
+
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     assert not torch.cuda.is_available()
     from tui_tuner.config import RunConfig
@@ -30,9 +31,12 @@ def test_tests_hide_every_gpu_and_the_worker_env_keeps_it_hidden(monkeypatch):
 
 
 # --- finding 1: bf16 only where it is native ---------------------------------------------------
-@pytest.mark.parametrize("cap,expected", [((7, 5), torch.float16), ((7, 0), torch.float16), ((6, 1), torch.float16),
-                                          ((8, 0), torch.bfloat16), ((8, 6), torch.bfloat16), ((9, 0), torch.bfloat16)])
-def test_auto_dtype_follows_compute_capability_not_emulated_bf16(cap, expected):
+@pytest.mark.parametrize("cap,dtype", [((7, 5), "float16"), ((7, 0), "float16"), ((6, 1), "float16"),
+                                       ((8, 0), "bfloat16"), ((8, 6), "bfloat16"), ((9, 0), "bfloat16")])
+def test_auto_dtype_follows_compute_capability_not_emulated_bf16(cap, dtype):
+    import torch
+
+    expected = getattr(torch, dtype)
     t = fake_torch(capability=cap)
     assert t.cuda.is_bf16_supported() is True  # what the old code asked: True even on a T4
     assert devices.compute_dtype("auto", t, True) is expected
@@ -42,6 +46,8 @@ def test_auto_dtype_follows_compute_capability_not_emulated_bf16(cap, expected):
 
 
 def test_auto_dtype_on_cpu_is_fp32_and_explicit_bf16_on_a_t4_is_flagged():
+    import torch
+
     assert devices.compute_dtype("auto", fake_torch(cuda=False), False) is torch.float32
     note = devices.dtype_note("bf16", fake_torch(capability=(7, 5)), True)
     assert note and "7.5" in note and "emulated" in note
@@ -49,6 +55,7 @@ def test_auto_dtype_on_cpu_is_fp32_and_explicit_bf16_on_a_t4_is_flagged():
 
 
 def test_inference_uses_the_same_dtype_choice_as_training():
+    import torch
     from tui_tuner.config import QuantizationConfig
     from tui_tuner.inference.engine import _compute_dtype
 
@@ -161,22 +168,26 @@ def _wrapped(inner: BaseException) -> BaseException:
         return outer
 
 
-@pytest.mark.parametrize("exc", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 11.76 GiB"),
-    torch.AcceleratorError("CUDA error: out of memory\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."),
-    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
-    _wrapped(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")),
-    _wrapped(torch.AcceleratorError("CUDA error: out of memory")),
+@pytest.mark.parametrize("make", [  # torch is imported when a test runs, not when tests are collected
+    lambda torch: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 11.76 GiB"),
+    lambda torch: torch.AcceleratorError("CUDA error: out of memory\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."),
+    lambda torch: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    lambda torch: _wrapped(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")),
+    lambda torch: _wrapped(torch.AcceleratorError("CUDA error: out of memory")),
 ])
-def test_out_of_memory_is_recognised_in_every_form(exc):
-    assert is_out_of_memory(exc)
+def test_out_of_memory_is_recognised_in_every_form(make):
+    import torch
+
+    assert is_out_of_memory(make(torch))
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
-                                 torch.AcceleratorError("CUDA error: device-side assert triggered"),
-                                 ValueError("memory layout"), KeyError("out")])
-def test_other_errors_are_not_out_of_memory(exc):
-    assert not is_out_of_memory(exc)
+@pytest.mark.parametrize("make", [lambda torch: RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+                                  lambda torch: torch.AcceleratorError("CUDA error: device-side assert triggered"),
+                                  lambda torch: ValueError("memory layout"), lambda torch: KeyError("out")])
+def test_other_errors_are_not_out_of_memory(make):
+    import torch
+
+    assert not is_out_of_memory(make(torch))
 
 
 def test_load_time_oom_gets_the_load_hint_not_the_batch_hint():
@@ -291,6 +302,8 @@ def test_fit_verdict_uses_free_memory_of_the_runs_gpu(monkeypatch, fresh_home):
 
 # --- finding 9: flash_attention_2 only where it runs ------------------------------------------
 def test_flash_attention_2_falls_back_with_the_reason(monkeypatch):
+    import torch
+
     monkeypatch.setattr(devices, "flash_attention_available", lambda: True)
     assert devices.usable_attention("flash_attention_2", fake_torch(capability=(8, 6)), True, torch.bfloat16) == \
         ("flash_attention_2", None)
@@ -335,6 +348,8 @@ def test_chat_process_gets_the_runs_gpu(monkeypatch, fresh_home, tmp_path):
 
 # --- finding 11: memory recorded at eval and at the OOM itself ----------------------------------
 def test_eval_records_a_memory_event_with_the_process_figure(monkeypatch):
+    import torch
+
     cb = _callback(fp16=False)
     cb.cuda = True
     cb.process_memory = lambda: 9 * GIB

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from tui_tuner.worker import loss as L  # noqa: E402
+from tui_tuner.worker import loss as L
 
 REL = 1e-5
 
@@ -22,6 +20,7 @@ def _rel(a, b) -> float:
 
 
 def _load_4bit_lora(path, gradient_checkpointing=False):
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -72,6 +71,7 @@ def demo():
 @pytest.fixture(scope="module")
 def qwen_vocab(tmp_path_factory, demo):
     """A random-init Qwen2 with the real Qwen2.5 vocabulary size (151,936) and hidden size 64."""
+    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -132,6 +132,8 @@ def test_chunked_equals_standard_on_a_real_vocabulary_head(qwen_vocab):
 
 @pytest.mark.slow
 def test_eval_and_agreement_check(demo):
+    import torch
+
     path, tok = demo
     model = _load_4bit_lora(path)
     batch = _padded(tok, _faq_rows(tok, 3))
@@ -149,6 +151,8 @@ def test_eval_and_agreement_check(demo):
 def test_chunked_loss_on_a_bare_head_matches_cross_entropy_including_softcap():
     """The function itself, on a frozen head (fused path) and a trainable one (checkpointed path):
     -100 anywhere, all-masked rows, softcapping as Gemma 2/3 apply it."""
+    import torch
+
     torch.manual_seed(1)
     head = torch.nn.Linear(16, 50, bias=True)
     hidden = torch.randn(3, 9, 16, requires_grad=True)

@@ -4,18 +4,18 @@ text/template where `go` is installed), and the stop tokens are the family's end
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 from helpers.data import TEMPLATES
-from transformers.utils.chat_template_utils import render_jinja_template
 
 from tui_tuner import ollama_template as ot
 from tui_tuner.data.templates import FALLBACK_TEMPLATES
 from tui_tuner.demo import CHAT_TEMPLATE
 
 FIXTURES = TEMPLATES
-TRL = Path(__import__("trl").__file__).parent / "chat_templates"
+TRL = Path(importlib.util.find_spec("trl").origin).parent / "chat_templates"  # found without importing trl
 
 # family → (template text, bos, eos, the tokenizer's special tokens, expected stops)
 FAMILIES = {
@@ -57,6 +57,8 @@ def _family(name):
     text = tpl.read_text() if isinstance(tpl, Path) else tpl
 
     def render(messages, gen):
+        from transformers.utils.chat_template_utils import render_jinja_template
+
         return render_jinja_template([messages], chat_template=text, add_generation_prompt=gen,
                                      bos_token=bos, eos_token=eos)[0][0]
     return render, specials, eos, stops

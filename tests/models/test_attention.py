@@ -1,7 +1,5 @@
 """A model whose architecture cannot load with SDPA (Gemma 2) falls back to eager instead of crashing."""
 
-from transformers import Gemma2Config, LlamaConfig
-
 from tui_tuner.models.attention import usable_attn_implementation
 
 
@@ -12,6 +10,8 @@ def _save(cfg, tmp_path, name):
 
 
 def test_gemma2_falls_back_to_eager_with_a_note(tmp_path):
+    from transformers import Gemma2Config
+
     path = _save(Gemma2Config(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2,
                               num_key_value_heads=1, head_dim=32, vocab_size=300), tmp_path, "g2")
     impl, note = usable_attn_implementation(path, "sdpa")
@@ -21,6 +21,8 @@ def test_gemma2_falls_back_to_eager_with_a_note(tmp_path):
 
 
 def test_llama_keeps_sdpa_and_unreadable_paths_are_left_to_the_loader(tmp_path):
+    from transformers import LlamaConfig
+
     path = _save(LlamaConfig(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2,
                              vocab_size=300), tmp_path, "llama")
     assert usable_attn_implementation(path, "sdpa") == ("sdpa", None)

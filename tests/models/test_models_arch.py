@@ -15,8 +15,6 @@ import pytest
 from tui_tuner.models.arch import SUPPORTED, _DEFAULTS, arch_from_config
 from tui_tuner.models.catalog import load_cards
 
-torch = pytest.importorskip("torch")
-
 TINY = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=300, max_position_embeddings=128,
             pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -43,6 +41,7 @@ TINY_CASES = {
 
 
 def meta_model(config: dict):
+    import torch
     from transformers import AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -52,6 +51,8 @@ def meta_model(config: dict):
 
 
 def linear_names(model) -> list[str]:
+    import torch
+
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")})
 
@@ -68,6 +69,8 @@ def test_analytic_count_equals_meta_model_tiny(case):
 
 
 def test_every_card_counts_exactly_at_real_size():
+    import torch
+
     cards = load_cards()
     assert len(cards) >= 20
     families = set()

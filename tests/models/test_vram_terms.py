@@ -8,7 +8,6 @@ import gc
 from dataclasses import replace
 
 import pytest
-import torch
 
 from tui_tuner.models.arch import arch_from_config
 from tui_tuner.models.catalog import find_card
@@ -25,6 +24,8 @@ def test_padded_batch_mask_and_repeated_kv_match_a_real_step(tmp_path):
     layer, and k/v expanded to every head (GQA fast path lost): the growth of the real peak from an
     unpadded to a padded batch equals those terms."""
     pytest.importorskip("bitsandbytes")
+    import torch
+
     from tui_tuner.models import measure
 
     arch = arch_from_config(QWEN)

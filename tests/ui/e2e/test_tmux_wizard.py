@@ -1,4 +1,4 @@
-"""Runs tests/e2e/tmux_wizard.py: the real app in a real terminal (tmux), keys only, to a real run."""
+"""Runs tests/ui/e2e/tmux_wizard.py: the real app in a real terminal (tmux), keys only, to a real run."""
 
 from __future__ import annotations
 

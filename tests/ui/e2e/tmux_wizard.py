@@ -1,7 +1,7 @@
 """End to end in a real terminal: `tui-tuner` in tmux, the wizard walked with keys only, the screen
 checked at every step, a real run launched on the demo model and the sample dataset, then stopped.
 
-    python tests/e2e/tmux_wizard.py [--keep] [--size 100x30]
+    python tests/ui/e2e/tmux_wizard.py [--keep] [--size 100x30]
 
 Exit 0 when every check passed; on failure it prints the captured screen. TUI_TUNER_HOME is a fresh
 temp dir unless set (a home with the demo model already built saves its build time).
