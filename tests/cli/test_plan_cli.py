@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow  # each test's CLI process loads the demo tokenizer and the data
 
 
 def _dry_run(cfg: dict, tmp_path, *extra: str) -> subprocess.CompletedProcess:

@@ -150,6 +150,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys):
     assert rc == 0 and d["dropped"]["bad_lines"] == 1 and d["rows"]["read"] == 29
 
 
+@pytest.mark.slow  # a CLI process loads the tokenizer
 def test_cli_bad_json_line_in_a_real_process_prints_only_our_line(model_dir, tmp_path):
     """datasets logs its own (block-relative) parse error to stderr; the user must see only ours."""
     import subprocess

@@ -23,6 +23,7 @@ GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "
     ('{"foo": 1, "bar": 2}\n' * 3, "foo"),  # no usable columns: the message lists what was found
     ("\n\n", "empty"),
 ])
+@pytest.mark.slow  # CLI processes load the tokenizer and the data
 @pytest.mark.parametrize("mode", ["--detach", "foreground"])
 def test_bad_data_exits_2_with_one_line_and_no_run_folder(fresh_home, tmp_path, content, expected, mode):
     data = tmp_path / "bad.jsonl"

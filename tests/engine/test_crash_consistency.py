@@ -250,6 +250,7 @@ def test_stop_then_resume_never_runs_two_workers(fresh_home):
     launcher.stop_run(run, timeout=120)
 
 
+@pytest.mark.slow  # a worker process loads the demo model
 def test_a_failure_never_names_a_corrupt_checkpoint_as_kept(tmp_path):
     """The reported fault: a 0-byte trainer_state.json in the newest checkpoint, then a failure message
     saying 'last checkpoint kept: <that one>'. Runs the worker's real failure path in its own process."""

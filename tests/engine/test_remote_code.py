@@ -140,6 +140,7 @@ def test_confirmed_launch_runs_it_in_the_worker_and_a_copied_run_asks_again(remo
     assert len(ran(tmp_path)) > before  # confirmed: now it runs
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_the_app_asks_naming_the_files_before_launching(remote_model, fresh_home, monkeypatch):
     """The wizard's launch with trust_remote_code on opens a dialog listing the .py files; cancel
     launches nothing, yes launches with the confirmation."""

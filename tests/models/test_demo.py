@@ -113,6 +113,7 @@ def test_training_labels_of_the_sample_cover_exactly_the_generation_spans(tok):
     assert got == sorted(want)
 
 
+@pytest.mark.slow  # loads the model in 4 bits
 def test_model_loads_in_4bit_and_generates(demo_dir, tok):
     import bitsandbytes as bnb
     import torch
@@ -161,6 +162,7 @@ def test_build_is_deterministic_and_replaces_a_broken_dir(demo_dir, fresh_home):
     assert sorted(p.name for p in d.parent.iterdir() if p.name.startswith(".demo-model.")) == [".demo-model.lock"]
 
 
+@pytest.mark.slow  # three CLI processes build the model
 def test_concurrent_builds_from_the_cli_build_once(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -59,6 +59,7 @@ def test_static_terms_equal_bitsandbytes_bytes(model_dirs, name, double_quant):
     assert got["weights_4bit"] > got["packed"]
 
 
+@pytest.mark.slow  # a real 4-bit + LoRA training step
 def test_dynamic_peak_of_a_real_training_step_matches(model_dirs):
     """Peak bytes alive in one real 4-bit + LoRA step (bf16 autocast) vs the estimate's dynamic part."""
     from tui_tuner.models import measure

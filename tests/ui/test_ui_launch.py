@@ -104,6 +104,7 @@ async def test_keyboard_walk_to_a_real_run(demo_home):
             _stop(run_path)
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_bad_dataset_path_is_shown_next_to_the_field_and_blocks_next(demo_home, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # short relative paths to type
     app = TunerApp()

@@ -153,6 +153,7 @@ async def test_invalid_value_blocks_next_with_the_core_message(fresh_home):
         assert scr.state.get("train.batch_size") == 8
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(fresh_home, tmp_path):
     """A paste without bracketed paste / a fast typist / tmux send-keys: every key queued at once.
     What each field shows must be what the config gets, and nothing may keep running afterwards."""
@@ -193,6 +194,7 @@ async def test_keys_in_a_burst_are_used_exactly_as_shown_and_the_app_goes_idle(f
         assert scr.query_one("#e-data-path").value == missing and scr.state.get("data.path") == missing
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_going_back_and_forth_keeps_every_value(fresh_home):
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
@@ -273,6 +275,7 @@ async def test_preset_changes_values_but_keeps_model_and_dataset(fresh_home):
         assert scr.query_one("#e-train-learning_rate").value == "2e-3"  # written the way rates are
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_review_saves_the_yaml_anywhere(fresh_home, tmp_path):
     from tui_tuner.config import load_config
 
@@ -300,6 +303,7 @@ async def test_chat_from_home_asks_for_a_target_and_esc_cancels(fresh_home):
         await wait_until(pilot, lambda: type(app.screen).__name__ == "RunsScreen", what="the runs screen")
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_file_browser_picks_the_dataset_file(fresh_home, tmp_path, monkeypatch):
     folder = tmp_path / "datasets"
     folder.mkdir()
@@ -319,6 +323,7 @@ async def test_file_browser_picks_the_dataset_file(fresh_home, tmp_path, monkeyp
         assert scr.query_one("#e-data-path").value == str(data)
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home):
     """One run per GPU: with a run already training, launch says so in the launcher's words."""
     import psutil
@@ -342,6 +347,7 @@ async def test_launch_refused_by_the_core_is_shown_and_nothing_starts(fresh_home
         assert [p.name for p in paths.runs_dir().iterdir()] == [busy.run_id]
 
 
+@pytest.mark.slow  # the wizard's helper process loads the tokenizer
 async def test_home_without_runs_offers_the_demo_and_d_opens_it_ready_to_launch(fresh_home):
     app = TunerApp()
     async with app.run_test(size=(80, 24)) as pilot:
