@@ -42,3 +42,23 @@ def stop_writer(writer: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         writer.kill()
         writer.wait()
+
+
+def scripted_chat_run(path: Path):
+    """A finished run folder (the recorded no-GPU run) with a small whole adapter: what the chat pane
+    needs to start when its process is the scripted one (helpers/chat_fake_server.py), which loads
+    nothing. Written without torch: the adapter is one 4-byte tensor in a valid safetensors file."""
+    import json
+    import shutil
+    import struct
+
+    from tui_tuner.rundir import RunDir
+
+    shutil.copytree(MONITOR_FIXTURES / "recorded_nogpu", path)
+    adapter = path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    header = json.dumps({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (-len(header) % 8)
+    (adapter / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    return RunDir(path)

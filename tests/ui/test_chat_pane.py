@@ -204,9 +204,9 @@ async def test_killed_process_restart_and_closing_ends_it(trained_demo_run):
 # -- scripted backend (UI-only behaviour) -------------------------------------------------------------
 
 
-async def test_loading_progress_and_a_prompt_sent_too_early(trained_demo_run, tmp_path):
+async def test_loading_progress_and_a_prompt_sent_too_early(chat_run, tmp_path):
     loaded = tmp_path / "loaded"  # the scripted process stays loading until this file exists
-    app = _app(trained_demo_run, client_factory=fake_client_factory("normal", hold_until=loaded))
+    app = _app(chat_run, client_factory=fake_client_factory("normal", hold_until=loaded))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = pilot.app.screen
         await wait_until(pilot, lambda: screen.state == "loading", what="loading")
@@ -225,8 +225,8 @@ async def test_loading_progress_and_a_prompt_sent_too_early(trained_demo_run, tm
         assert screen.conversation.turns[-1].replies[TUNED].text.startswith("w1 w2 ")
 
 
-async def test_f2_hides_the_settings_and_the_focus_goes_back_to_the_message_box(trained_demo_run):
-    app = _app(trained_demo_run, client_factory=fake_client_factory("normal"))
+async def test_f2_hides_the_settings_and_the_focus_goes_back_to_the_message_box(chat_run):
+    app = _app(chat_run, client_factory=fake_client_factory("normal"))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _ready(pilot)
         system = screen.query_one("#chat-system")
@@ -251,8 +251,8 @@ async def test_f2_hides_the_settings_and_the_focus_goes_back_to_the_message_box(
         assert pilot.app.focused is system
 
 
-async def test_out_of_memory_crash_is_a_message_not_a_dead_app(trained_demo_run):
-    app = _app(trained_demo_run, client_factory=fake_client_factory("oom-crash"))
+async def test_out_of_memory_crash_is_a_message_not_a_dead_app(chat_run):
+    app = _app(chat_run, client_factory=fake_client_factory("oom-crash"))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _ready(pilot)
         screen.query_one("#chat-prompt", Input).value = "hi"
@@ -269,8 +269,8 @@ async def test_out_of_memory_crash_is_a_message_not_a_dead_app(trained_demo_run)
         assert pilot.app.is_running
 
 
-async def test_a_burst_of_tokens_reaches_the_screen_in_few_updates(trained_demo_run):
-    app = _app(trained_demo_run, client_factory=fake_client_factory("normal", tokens=400, token_interval=0.002))
+async def test_a_burst_of_tokens_reaches_the_screen_in_few_updates(chat_run):
+    app = _app(chat_run, client_factory=fake_client_factory("normal", tokens=400, token_interval=0.002))
     async with app.run_test(size=SIZE) as pilot:
         screen = await _ready(pilot)
         t0 = time.monotonic()
@@ -283,10 +283,10 @@ async def test_a_burst_of_tokens_reaches_the_screen_in_few_updates(trained_demo_
         assert 2 <= screen.text_updates <= elapsed / 0.05 + 4
 
 
-async def test_checkpoints_one_key_away_no_stray_entry_and_palette_commands(trained_demo_run):
+async def test_checkpoints_one_key_away_no_stray_entry_and_palette_commands(chat_run):
     from textual.command import CommandPalette
 
-    app = _app(trained_demo_run, client_factory=fake_client_factory("normal"))
+    app = _app(chat_run, client_factory=fake_client_factory("normal"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await _ready(pilot)
         select = screen.query_one("#chat-checkpoint", Select)
