@@ -75,6 +75,7 @@ async def test_home_lists_running_runs_first(fresh_home):
         assert "running" in str(table.get_row_at(0)[1]) and table.get_row_at(0)[2] == "3/30"
 
 
+@pytest.mark.slow  # walks the wizard's steps on the real core (about 10 s)
 async def test_bad_model_path_is_shown_inline_and_blocks_next(fresh_home, tmp_path):
     app = TunerApp()
     async with app.run_test(size=SIZE) as pilot:
@@ -90,6 +91,7 @@ async def test_bad_model_path_is_shown_inline_and_blocks_next(fresh_home, tmp_pa
         assert "model path does not exist" in str(scr.query_one("#wizard-msg").content)
 
 
+@pytest.mark.slow  # walks the wizard's steps on the real core (about 10 s)
 async def test_no_gpu_asks_for_a_size_then_fits_and_autofits(fresh_home):
     from tui_tuner.config import RunConfig
     from tui_tuner.models.vram import estimate_for_config
@@ -246,6 +248,7 @@ async def test_help_overlay_lists_the_wizard_keys(fresh_home):
         assert type(app.screen).__name__ == "HelpScreen"
 
 
+@pytest.mark.slow  # walks the wizard's steps on the real core (about 10 s)
 async def test_preset_changes_values_but_keeps_model_and_dataset(fresh_home):
     import yaml
 
@@ -396,6 +399,7 @@ async def test_home_enter_and_c_act_on_the_highlighted_run(fresh_home, monkeypat
         assert type(app.screen).__name__ == "HomeScreen"
 
 
+@pytest.mark.slow  # walks the wizard's steps on the real core (about 10 s)
 async def test_choosing_the_demo_model_applies_its_preset_and_another_model_undoes_it(fresh_home):
     app = TunerApp()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
@@ -428,6 +432,7 @@ def plain(widget) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow  # walks the wizard's steps on the real core (about 10 s)
 async def test_dataset_step_pages_examples_shows_the_detected_mapping_and_clears_old_numbers(fresh_home, tmp_path):
     import asyncio
     import copy
