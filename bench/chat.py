@@ -91,7 +91,7 @@ def make_pane_app(run: str, client):
     from tui_tuner.ui.screens.chat import ChatScreen
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from chat_fixtures import SharedClient  # the loaded process, handed over; close() leaves it running
+    from helpers.chat import SharedClient  # the loaded process, handed over; close() leaves it running
 
     class TimedChatScreen(ChatScreen):
         first_text_at: float | None = None

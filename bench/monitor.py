@@ -1,6 +1,6 @@
 """Monitor latency and CPU while following a live run.
 
-A writer process (tests/monitor_fixtures/synth_writer.py: the worker's exact on-disk behaviour,
+A writer process (tests/ui/monitor_fixtures/synth_writer.py: the worker's exact on-disk behaviour,
 with GPU samples) appends train events at a realistic rate; `tui-tuner monitor RUN` runs in a
 real pseudo-terminal (100×30, TERM=xterm-256color) exactly as a user starts it. The monitor notes,
 after each repaint that shows a new step, the step and the time (TUI_TUNER_MONITOR_PROBE).
@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-WRITER = REPO / "tests" / "monitor_fixtures" / "synth_writer.py"
+WRITER = REPO / "tests" / "ui" / "monitor_fixtures" / "synth_writer.py"
 
 
 def start_in_pty(cmd: list[str], env: dict, cols: int, rows: int) -> tuple[subprocess.Popen, int, threading.Thread]:

@@ -4,7 +4,7 @@ trained) parts): an empty row and a trained disclaimer drop it; an untrained one
 from __future__ import annotations
 
 import pytest
-from data_helpers import make_tokenizer, write_jsonl
+from helpers.data import make_tokenizer, write_jsonl
 
 from tui_tuner.config import DataConfig
 from tui_tuner.data.prepare import prepare_dataset

@@ -9,14 +9,15 @@ import shutil
 from pathlib import Path
 
 from textual.screen import Screen
-from ui_fixtures import wait_until
+
+from helpers.runs import MONITOR_FIXTURES as FIXTURES
+from helpers.wait import wait_until
 
 import tui_tuner.ui
 from tui_tuner.ui.app import MonitorApp, TunerApp
 from tui_tuner.ui.keymap import load_keymap
 
 SIZE = (100, 30)
-FIXTURES = Path(__file__).resolve().parents[1] / "monitor_fixtures"
 
 
 # -- keymap ----------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ async def _f1_shows(pilot, screen_name: str) -> None:
 
 
 async def test_f1_shows_what_each_screen_is_for(fresh_home):
-    from chat_fixtures import fake_client_factory
+    from helpers.chat import fake_client_factory
 
     from tui_tuner.ui.messages import OpenRun, OpenRuns
 

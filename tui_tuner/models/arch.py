@@ -4,7 +4,7 @@ The wizard shows parameter counts and VRAM estimates while the user types, in th
 where importing torch/transformers would cost ~3 s. So the structure of each supported decoder
 family is written out here as the list of `nn.Linear` modules in one decoder layer plus its norms;
 everything else (parameter count, 4-bit storage, LoRA sizes, activation sizes) derives from it.
-`tests/test_models_arch.py` proves the analytic count equals the count of the model transformers
+`tests/models/test_models_arch.py` proves the analytic count equals the count of the model transformers
 builds on the meta device, for every family below, at tiny sizes and at the model cards' real sizes.
 
 Families not listed fall back to a Llama-shaped approximation (`Arch.exact` is then False).
