@@ -8,7 +8,9 @@ test fails, naming the file and line, when:
 (b) a module in `ui/` imports a heavy library (torch, transformers, …): the app must start without them;
 (c) anything but `cli.py` (and `commands/` itself) imports tui_tuner.commands;
 (d) tui_tuner modules import each other in a circle (the circle is printed);
-(e) an import points up the layers of LAYERS, or a module belongs to no layer.
+(e) an import points up the layers of LAYERS, or a module belongs to no layer;
+(f) inside `ui/`, a module other than `ui/app.py` imports a screen, or anything in `ui/` imports
+    `ui/app.py` (a screen asks the app for another screen with a message from `ui/messages.py`).
 
 An import of `a.b.c` is an edge to the longest prefix that is a tui_tuner module; `from a.b import c`
 is an edge to `a.b.c` when that is a module, else to `a.b`. A package's `__init__` is not counted when
@@ -197,6 +199,7 @@ def check(root: Path, package: str = PACKAGE, layers: dict[str, int] = LAYERS) -
     mods, edges = collect_edges(root, package)
     problems: list[str] = []
     ui_pkg, commands_pkg = f"{package}.{UI}", f"{package}.{COMMANDS}"
+    app_mod, screens_pkg = f"{ui_pkg}.app", f"{ui_pkg}.screens"
     for mod, path in mods.items():
         if _area(mod, package) not in layers:
             problems.append(f"(e) {path.relative_to(root)}: {mod} belongs to no layer (add it to LAYERS)")
@@ -210,6 +213,10 @@ def check(root: Path, package: str = PACKAGE, layers: dict[str, int] = LAYERS) -
             problems.append(f"(b) {e.where(root)}: {e.src} (ui/) imports {e.dst}")
         if _is_under(e.dst, commands_pkg) and src_area != COMMANDS and src_area not in COMMANDS_IMPORTERS:
             problems.append(f"(c) {e.where(root)}: {e.src} imports {e.dst} (only cli.py imports the commands)")
+        if _is_under(e.src, ui_pkg) and e.src != app_mod and e.dst != e.src and (
+                _is_under(e.dst, screens_pkg) and e.dst != screens_pkg or _is_under(e.dst, app_mod)):
+            problems.append(f"(f) {e.where(root)}: {e.src} imports {e.dst} (only the app opens screens; "
+                            "a screen posts a message from ui/messages.py)")
         if e.dst in mods:
             a, b = layers.get(src_area), layers.get(_area(e.dst, package))
             if a is not None and b is not None and b > a:
@@ -244,7 +251,10 @@ GOOD = {
     "pkg/rundir.py": "from pkg.errors import X\nfrom . import errors\n",
     "pkg/launcher.py": "def f():\n    from pkg import rundir\n    import torch\n",
     "pkg/ui/__init__.py": "",
-    "pkg/ui/app.py": "import textual\nfrom ..launcher import f\n",
+    "pkg/ui/app.py": "import textual\nfrom ..launcher import f\nfrom .screens import home\n",
+    "pkg/ui/messages.py": "",
+    "pkg/ui/screens/__init__.py": "",
+    "pkg/ui/screens/home.py": "from ..messages import x\n",
     "pkg/commands/__init__.py": "",
     "pkg/commands/train.py": "from pkg.ui import app\nfrom pkg.commands import plan\n",
     "pkg/commands/plan.py": "",
@@ -270,6 +280,12 @@ TINY_LAYERS = {"": 1, "errors": 1, "rundir": 2, "launcher": 2, "ui": 3, "command
      "(e) pkg/errors.py:1: pkg.errors (base) imports pkg.launcher (core): an import points up the layers"),
     ("e", {"pkg/newthing.py": ""},
      "(e) pkg/newthing.py: pkg.newthing belongs to no layer (add it to LAYERS)"),
+    ("f", {"pkg/ui/screens/runs.py": "def open():\n    from .home import HomeScreen\n"},
+     "(f) pkg/ui/screens/runs.py:2: pkg.ui.screens.runs imports pkg.ui.screens.home (only the app opens "
+     "screens; a screen posts a message from ui/messages.py)"),
+    ("f", {"pkg/ui/messages.py": "from pkg.ui.app import TunerApp\n"},
+     "(f) pkg/ui/messages.py:1: pkg.ui.messages imports pkg.ui.app (only the app opens screens; "
+     "a screen posts a message from ui/messages.py)"),
 ])
 def test_the_checker_catches_each_kind(tmp_path, kind, files, expected):
     _write(tmp_path, GOOD)

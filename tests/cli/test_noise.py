@@ -62,7 +62,7 @@ def test_chat_client_stderr_tail_leaves_out_noise():
     client.start()
     client.exited.wait(20)
     assert list(client.stderr_tail) == [KEPT[1]]
-    assert "ran out of memory" in client.exit_event["message"]
+    assert "ran out of memory" in client.exit_event.message
 
 
 def test_wizard_helper_failure_names_the_last_line_that_is_not_noise(monkeypatch):
