@@ -13,7 +13,7 @@ def cmd_ui(args) -> int:
     app = TunerApp()
     app.run()
     report = os.environ.get("TUI_TUNER_MODULES_REPORT")
-    if report:  # tests/e2e: which heavy libraries did this UI process import, start to exit?
+    if report:  # tests/ui/e2e: which heavy libraries did this UI process import, start to exit?
         from tui_tuner.ui.app import HEAVY_MODULES
 
         with open(report, "w", encoding="utf-8") as fh:
