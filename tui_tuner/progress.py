@@ -588,7 +588,7 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
     """
     from tui_tuner.errors import RunError
 
-    hist = RunHistory(_train_cfg(run))
+    hist = RunHistory(train_config_of(run))
     tail = EventTail(run.events_path)
     printed_until = -math.inf  # time of the newest event printed
     skip_until = -math.inf  # after a file replacement, what was already printed is skipped
@@ -624,14 +624,18 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
         if t_ev == "state":
             last_state_printed = ev.get("state")
 
-    while True:
+    def drain() -> None:
+        nonlocal skip_until
         events, reset = tail.read_new()
-        if reset:
+        if reset:  # the events file was replaced (a resume rewrote it): replay it from its start
             hist.reset()
             pending.clear()
             skip_until = printed_until
         for ev in events:
             handle(ev)
+
+    while True:
+        drain()
         try:
             st = run.read_status()
         except RunError:
@@ -643,13 +647,7 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
             return None
         if st is not None and st.state in FINAL_STATES:
             # The status can go final a moment before the last events are flushed: drain once more.
-            more, reset = tail.read_new()
-            if reset:
-                hist.reset()
-                pending.clear()
-                skip_until = printed_until
-            for ev in more:
-                handle(ev)
+            drain()
             flush_pending()
             if last_state_printed != st.state:  # e.g. killed: no state event was ever written
                 line = f"state: {st.state}" + (f" — {st.error}" if st.error else "") + (f" ({st.hint})" if st.hint else "")
@@ -661,7 +659,8 @@ def follow_events(run, on_line: Callable[[str], None], *, follow: bool, poll: fl
         time.sleep(poll)
 
 
-def _train_cfg(run):
+def train_config_of(run):
+    """The run's train settings, or None when its config cannot be read."""
     try:
         from tui_tuner.config import load_config
 

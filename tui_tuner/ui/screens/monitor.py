@@ -30,7 +30,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample
+from tui_tuner.progress import EventTail, LogTail, RunHistory, downsample, train_config_of
 from tui_tuner.rundir import ACTIVE_STATES, RunDir, Status
 from tui_tuner.ui.messages import CloseScreen, OpenChat
 from tui_tuner.ui.styles import state_variable
@@ -90,7 +90,7 @@ class MonitorScreen(Screen):
         super().__init__()
         self.run = RunDir(Path(run_path))
         self.poll = poll or self.POLL
-        self.history = RunHistory(_train_cfg(self.run))
+        self.history = RunHistory(train_config_of(self.run))
         self.status: Status | None = None
         self.status_error: str | None = None
         self.last_checkpoint: str | None = None
@@ -514,12 +514,3 @@ class MonitorScreen(Screen):
     def action_chat(self) -> None:
         checkpoint = None if self.has_adapter else self.last_checkpoint
         self.app.post_message(OpenChat(str(self.run.path), checkpoint))
-
-
-def _train_cfg(run: RunDir):
-    try:
-        from tui_tuner.config import load_config
-
-        return load_config(run.config_path).train
-    except Exception:  # an old or hand-edited config must not stop anyone watching the run
-        return None
