@@ -23,7 +23,7 @@ def cmd_ui(args) -> int:
 
 def cmd_monitor(args) -> int:
     from tui_tuner.rundir import resolve_run
-    from tui_tuner.ui.screens.monitor import MonitorApp
+    from tui_tuner.ui.app import MonitorApp
 
     run = resolve_run(args.run)
     MonitorApp(run.path).run()
