@@ -4,7 +4,7 @@ token are trained; system and user tokens, role headers and the newline after th
 from __future__ import annotations
 
 import pytest
-from helpers.data import FAMILIES, conv, eot, make_tokenizer, trained_runs, write_jsonl
+from helpers.data import conv, eot, make_tokenizer, trained_runs, write_jsonl
 
 from tui_tuner.config import DataConfig
 from tui_tuner.data.masking import ChatMasker

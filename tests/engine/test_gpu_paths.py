@@ -3,14 +3,12 @@ device answers, the exceptions CUDA raises). Runs on the CPU; nothing here train
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from types import SimpleNamespace
 
 import pytest
 
-from helpers.gpu_fakes import GIB, RTX_3060, RTX_3090, T4, Dev, fake_torch, use_nvml
+from helpers.gpu_fakes import GIB, RTX_3060, RTX_3090, Dev, fake_torch, use_nvml
 from tui_tuner import gpu as gpus
 from tui_tuner.errors import OOM_LOAD_HINT, OOM_TRAIN_HINT, UserError, is_out_of_memory, oom_hint
 from tui_tuner import devices

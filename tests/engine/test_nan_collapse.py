@@ -53,7 +53,7 @@ def test_collapsed_run_fails_and_keeps_only_the_checkpoint_before_the_collapse(f
     assert warnings[0]["kind"] == "exploding_gradients" and "at step 1" in warnings[0]["message"]
     first_zero = grads.index(0.0) + 1
     assert st.state == "failed", run.log_path.read_text()[-3000:]
-    assert st.error.startswith(f"training collapsed: loss stuck at ") and f"since step {first_zero}" in st.error
+    assert st.error.startswith("training collapsed: loss stuck at ") and f"since step {first_zero}" in st.error
     good = f"checkpoint-{first_zero - 2}"
     assert st.error.endswith(f"last good checkpoint: {good}") and "lora.alpha" in st.hint
     # the update before the first zero-gradient step broke it: that step's checkpoint and later are gone

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tui_tuner.errors import UserError
-from tui_tuner.models.catalog import family_key, find_card, find_variant, load_cards
+from tui_tuner.models.catalog import find_card, find_variant, load_cards
 from tui_tuner.models.sources import load_model_config
 
 

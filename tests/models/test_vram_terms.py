@@ -11,7 +11,7 @@ import pytest
 
 from tui_tuner.models.arch import arch_from_config
 from tui_tuner.models.catalog import find_card
-from tui_tuner.models.vram import (MIB, TrainSettings, _parts, chat_bytes, estimate, gqa_repeat_bytes_per_token,
+from tui_tuner.models.vram import (TrainSettings, _parts, chat_bytes, estimate, gqa_repeat_bytes_per_token,
                                    sdpa_padding_mask_bytes)
 
 QWEN = dict(model_type="qwen2", hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,

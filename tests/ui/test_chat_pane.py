@@ -285,8 +285,6 @@ async def test_a_burst_of_tokens_reaches_the_screen_in_few_updates(chat_run):
 
 
 async def test_checkpoints_one_key_away_no_stray_entry_and_palette_commands(chat_run):
-    from textual.command import CommandPalette
-
     app = _app(chat_run, client_factory=fake_client_factory("normal"))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await _ready(pilot)
