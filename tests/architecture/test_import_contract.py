@@ -10,7 +10,8 @@ test fails, naming the file and line, when:
 (d) tui_tuner modules import each other in a circle (the circle is printed);
 (e) an import points up the layers of LAYERS, or a module belongs to no layer;
 (f) inside `ui/`, a module other than `ui/app.py` imports a screen, or anything in `ui/` imports
-    `ui/app.py` (a screen asks the app for another screen with a message from `ui/messages.py`).
+    `ui/app.py` (a screen asks the app for another screen with a message from `ui/messages.py`);
+(g) a `from tui_tuner.x import name` names nothing that x defines (`missing_names`).
 
 An import of `a.b.c` is an edge to the longest prefix that is a tui_tuner module; `from a.b import c`
 is an edge to `a.b.c` when that is a module, else to `a.b`. A package's `__init__` is not counted when
@@ -71,16 +72,20 @@ def find_modules(root: Path, package: str) -> dict[str, Path]:
     return mods
 
 
+def _from_target(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    """The module a `from … import` reads, relative ones resolved against `mod`."""
+    if not node.level:
+        return node.module or ""
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imported_names(mod: str, is_pkg: bool, node: ast.AST) -> list[str]:
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
     assert isinstance(node, ast.ImportFrom)
-    if node.level:
-        base = mod.split(".") if is_pkg else mod.split(".")[:-1]
-        base = base[: len(base) - (node.level - 1)]
-        prefix = ".".join(base + ([node.module] if node.module else []))
-    else:
-        prefix = node.module or ""
+    prefix = _from_target(mod, is_pkg, node)
     return [f"{prefix}.{a.name}" for a in node.names] + [prefix]
 
 
@@ -303,3 +308,76 @@ def test_the_checker_reports_a_longer_circle_in_order(tmp_path):
     circles = [p for p in check(tmp_path, "pkg", {**TINY_LAYERS, "errors": 2}) if p.startswith("(d)")]
     assert circles == ["(d) import circle: pkg.errors → pkg.launcher → pkg.rundir → pkg.errors "
                        "(pkg/errors.py:1, pkg/launcher.py:1, pkg/rundir.py:1)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# (g) imported names exist
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    names.add(a.asname or a.name.split(".")[0])
+            elif isinstance(node, (ast.If, ast.Try, ast.With)):
+                visit(node.body)
+                for extra in ("orelse", "finalbody"):
+                    visit(getattr(node, extra, []))
+                for h in getattr(node, "handlers", []):
+                    visit(h.body)
+
+    visit(tree.body)
+    return names
+
+
+def missing_names(root: Path, package: str = PACKAGE) -> list[str]:
+    """(g) every `from tui_tuner.x import name` (inside functions too) names something x binds at
+    its top level (a def, class, assignment or import, also under a top-level if/try/with) or a
+    submodule x.name. An import inside a function runs only when that function does, so a name
+    moved by a merge or a refactor would otherwise fail only when a user reaches that command."""
+    mods = find_modules(root, package)
+    trees = {m: ast.parse(p.read_text(encoding="utf-8"), filename=str(p)) for m, p in mods.items()}
+    bound = {m: _top_level_names(t) for m, t in trees.items()}
+    problems = []
+    for mod, tree in trees.items():
+        is_pkg = mods[mod].name == "__init__.py"
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            target = _from_target(mod, is_pkg, node)
+            if target != package and not target.startswith(package + "."):
+                continue
+            where = f"{mods[mod].relative_to(root)}:{node.lineno}"
+            if target not in mods:
+                problems.append(f"{where}: no module {target}")
+                continue
+            for a in node.names:
+                if a.name != "*" and a.name not in bound[target] and f"{target}.{a.name}" not in mods:
+                    problems.append(f"{where}: {target} has no {a.name}")
+    return problems
+
+
+def test_every_name_imported_from_tui_tuner_exists():
+    problems = missing_names(ROOT)
+    assert not problems, "imports of names that are not there:\n" + "\n".join(problems)
+
+
+def test_the_check_finds_a_moved_name_inside_a_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "ui").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "ui" / "__init__.py").write_text("")
+    (pkg / "ui" / "app.py").write_text("try:\n    import yaml\nexcept ImportError:\n    yaml = None\nclass MonitorApp: ...\n")
+    (pkg / "cmd.py").write_text("def run():\n    from pkg.ui.app import MonitorApp, yaml\n    from pkg.ui import app\n"
+                                "    from .ui.screens import MonitorApp\n    from pkg.ui.app import Gone\n")
+    assert missing_names(tmp_path, "pkg") == ["pkg/cmd.py:4: no module pkg.ui.screens",
+                                              "pkg/cmd.py:5: pkg.ui.app has no Gone"]
