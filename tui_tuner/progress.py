@@ -470,13 +470,6 @@ def fmt_duration(seconds: float | None, style: str = "compact") -> str:
     return f"{s}s"
 
 
-def fmt_bytes(n: float | None, unit: str = "GiB") -> str:
-    if n is None:
-        return "N/A"
-    div = {"GiB": 2**30, "MiB": 2**20}[unit]
-    return f"{n / div:.1f} {unit}" if unit == "GiB" else f"{n / div:.0f} {unit}"
-
-
 def _dataset_bits(ev: dict) -> list[str]:
     """The worker's dataset event in words: rows, tokens and drops are the inspect report's mappings
     ({'read': 36, 'train': 36, …}); older runs wrote plain numbers."""
