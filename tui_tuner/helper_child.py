@@ -16,6 +16,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
+
 def _inspect(req: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
     from tui_tuner import plan
     from tui_tuner.config import from_dict

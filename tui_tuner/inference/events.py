@@ -112,10 +112,5 @@ def parse_event(obj: dict[str, Any]) -> EngineEvent | None:
     cls = KINDS.get(str(obj.get("event")))
     if cls is None:
         return None
-    names = cls.__dataclass_fields__
-    ev = cls(**{k: v for k, v in obj.items() if k in names})
-    if isinstance(ev, (Ready,)) and ev.info is None:
-        ev.info = {}
-    if isinstance(ev, Checkpoint) and ev.checkpoints is None:
-        ev.checkpoints = []
-    return ev
+    # a field sent as null takes its default too ("info": null → {}, "checkpoints": null → [])
+    return cls(**{k: v for k, v in obj.items() if k in cls.__dataclass_fields__ and v is not None})
